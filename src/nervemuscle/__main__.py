@@ -1,0 +1,5 @@
+import sys
+
+from nervemuscle.cli import main
+
+sys.exit(main())

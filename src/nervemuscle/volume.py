@@ -1,0 +1,93 @@
+"""The `Volume`: a voxel array that always carries its affine to world RAS+ millimetres."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from nervemuscle.errors import BadInputError
+
+
+@dataclass
+class Volume:
+    """A 3-D image with its geometry.
+
+    Parameters
+    ----------
+    data : (I, J, K) ndarray
+        Voxel values (scaled, i.e. after RescaleSlope/Intercept).
+    affine : (4, 4) ndarray
+        Maps voxel indices ``(i, j, k, 1)`` to world ``(x, y, z, 1)`` in mm, RAS+.
+    metadata : dict
+        Source metadata (DICOM attributes, sidecar JSON, provenance). JSON-serialisable.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {self.affine.shape}")
+        if self.data.ndim != 3:
+            raise ValueError(f"data must be 3-D (I, J, K), got {self.data.ndim}-D")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size along i, j, k in mm."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as ``'RAS'`` or ``'LPI'`` (nibabel ``aff2axcodes``)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+    def world_to_voxel(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 3) world mm to continuous voxel indices."""
+        inv = np.linalg.inv(self.affine)
+        pts = np.asarray(points, dtype=float)
+        return pts @ inv[:3, :3].T + inv[:3, 3]
+
+    def voxel_to_world(self, indices: np.ndarray) -> np.ndarray:
+        """Map (N, 3) voxel indices to world mm."""
+        idx = np.asarray(indices, dtype=float)
+        return idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def with_data(self, data: np.ndarray, **metadata: Any) -> "Volume":
+        """Same geometry, new voxel values (e.g. a filter output or a label map)."""
+        return replace(self, data=data, metadata={**self.metadata, **metadata})
+
+    def to_nifti(self) -> nib.Nifti1Image:
+        img = nib.Nifti1Image(self.data, self.affine)
+        img.header.set_xyzt_units("mm", "sec")
+        img.set_qform(self.affine, code=1)
+        img.set_sform(self.affine, code=1)
+        return img
+
+    def save(self, path: str | Path) -> None:
+        """Write NIfTI (``.nii`` or ``.nii.gz``); the affine is stored exactly in qform and sform."""
+        nib.save(self.to_nifti(), str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, metadata: dict[str, Any] | None = None) -> "Volume":
+        """Read a NIfTI file; 4-D images with one volume are squeezed."""
+        path = Path(path)
+        try:
+            img = nib.load(str(path))
+            data = np.asanyarray(img.dataobj)
+        except Exception as exc:  # nibabel raises many types for corrupt files
+            raise BadInputError(f"unreadable NIfTI ({exc.__class__.__name__}: {exc})", path) from None
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise BadInputError(f"expected a 3-D image, got shape {data.shape}", path)
+        affine = img.get_best_affine() if hasattr(img, "get_best_affine") else img.affine
+        return cls(data=data, affine=affine, metadata=dict(metadata or {}, source=str(path)))
