@@ -1,0 +1,169 @@
+"""Muscle measurement, fat fraction, grading, user labels, ONNX and nnU-Net export on small synthetic volumes."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nervemuscle.anatomy import muscle_label
+from nervemuscle.errors import BadInputError
+from nervemuscle.muscle.external import canonical_muscle, onnx_labels, relabel
+from nervemuscle.muscle.fat import ADIPOSE_FAT_FRACTION, dixon_fat_fraction, t1_fat_fraction
+from nervemuscle.muscle.grading import goutallier, grade_muscle, mercuri, volume_losses
+from nervemuscle.muscle.grid import resample_to
+from nervemuscle.muscle.measure import axial_csa_mm2, label_means, label_volumes_ml
+from nervemuscle.muscle.nnunet import export_nnunet, nnunet_classes
+from nervemuscle.protocol import default_protocol
+from nervemuscle.volume import Volume
+
+DELTOID_L = muscle_label("deltoid", "left")
+SUPRA_R = muscle_label("supraspinatus", "right")
+
+
+def box_labels(spacing=(0.8, 0.8, 4.0)):
+    """A 40x30x10 grid with a 20x10x5-voxel deltoid_left box and a 10x10x10 supraspinatus_right box."""
+    lab = np.zeros((40, 30, 10), dtype=np.uint8)
+    lab[5:25, 5:15, 2:7] = DELTOID_L
+    lab[28:38, 18:28, 0:10] = SUPRA_R
+    aff = np.diag([*spacing, 1.0])
+    aff[:3, 3] = [-16.0, 10.0, 50.0]
+    return Volume(lab, aff)
+
+
+def test_volume_and_csa_of_boxes_are_exact():
+    lab = box_labels()
+    vols = label_volumes_ml(lab, [DELTOID_L, SUPRA_R])
+    assert vols[DELTOID_L] == pytest.approx(20 * 10 * 5 * 0.8 * 0.8 * 4.0 / 1000)
+    csa = axial_csa_mm2(lab, [DELTOID_L, SUPRA_R, 30])
+    assert csa[DELTOID_L] == pytest.approx(20 * 10 * 0.64)
+    assert csa[SUPRA_R] == pytest.approx(100 * 0.64)
+    assert csa[30] is None
+
+
+def test_csa_does_not_depend_on_axis_order():
+    lab = box_labels()
+    # same object, voxel axes permuted (k first): world geometry unchanged
+    perm = Volume(np.transpose(lab.data, (2, 0, 1)).copy(), lab.affine[:, [2, 0, 1, 3]])
+    assert axial_csa_mm2(perm, [DELTOID_L])[DELTOID_L] == pytest.approx(128.0)
+
+
+def test_label_means_use_the_core_away_from_edges():
+    lab = box_labels().data
+    img = np.where(lab == DELTOID_L, 100.0, 0.0)
+    edge = (lab == DELTOID_L) & ~np.pad(np.ones((18, 8, 10), bool), ((6, 16), (6, 16), (0, 0)))
+    img[edge] = 50.0  # partial-volume rim
+    means = label_means(img, lab, [DELTOID_L, 30])
+    assert means[DELTOID_L] == pytest.approx(100.0)
+    assert means[30] is None
+
+
+def test_dixon_and_t1_fat_fraction_recover_the_mixture():
+    lab = box_labels().data
+    ff_true = np.where(lab == DELTOID_L, 0.3, np.where(lab == SUPRA_R, 0.05, 0.0))
+    water, fat = 800 * (1 - ff_true), 900 * ff_true
+    ff = dixon_fat_fraction(water, fat, lab, [DELTOID_L, SUPRA_R])
+    assert ff[DELTOID_L] == pytest.approx(900 * 0.3 / (900 * 0.3 + 800 * 0.7))
+    muscle, pure_fat = 300.0, 1000.0
+    adipose = ADIPOSE_FAT_FRACTION * pure_fat + (1 - ADIPOSE_FAT_FRACTION) * muscle
+    t1 = (1 - ff_true) * muscle + ff_true * pure_fat
+    est = t1_fat_fraction(t1, lab, [DELTOID_L, SUPRA_R], muscle_signal=muscle, adipose_signal=adipose)
+    assert est[DELTOID_L] == pytest.approx(0.3)
+    assert est[SUPRA_R] == pytest.approx(0.05)
+
+
+def test_mercuri_and_goutallier_follow_the_fat_grade():
+    thr = default_protocol()["muscle"]["fat_thresholds"]
+    assert [mercuri(f, thr) for f in (0.02, 0.12, 0.27, 0.35, 0.5, 0.8, None)] == \
+        ["0", "1", "2a", "2b", "3", "4", None]
+    assert [goutallier("supraspinatus", f, thr) for f in (0.02, 0.12, 0.3, 0.5, 0.6)] == [0, 1, 2, 3, 4]
+    assert goutallier("deltoid", 0.6, thr) is None
+
+
+def test_volume_loss_uses_contralateral_unless_it_is_atrophic():
+    thr = default_protocol()["muscle"]["atrophy_thresholds"]
+    ref = {("deltoid", "left"): 200.0, ("deltoid", "right"): 200.0, ("trapezius", "left"): 100.0,
+           ("trapezius", "right"): 100.0}
+    vols = {("deltoid", "left"): 120.0, ("deltoid", "right"): 190.0,   # left atrophic, right normal
+            ("trapezius", "left"): 50.0, ("trapezius", "right"): 60.0}  # both atrophic
+    loss = volume_losses({**vols, ("supraspinatus", "left"): None}, ref, thr)
+    assert loss[("deltoid", "left")] == pytest.approx(1 - 120 / 190)
+    assert loss[("deltoid", "right")] == pytest.approx(1 - 190 / 200)
+    assert loss[("trapezius", "left")] == pytest.approx(0.5)
+    assert loss[("supraspinatus", "left")] is None
+
+
+def test_grade_muscle_applies_protocol_thresholds():
+    mp = default_protocol()["muscle"]
+    item = grade_muscle({"name": "infraspinatus", "side": "left", "t2_ratio": 1.8, "volume_loss": 0.4,
+                         "fat_fraction": 0.3}, mp)
+    assert (item["edema_grade"], item["atrophy_grade"], item["fat_grade"]) == (2, 2, 2)
+    assert item["mercuri"] == "2b" and item["goutallier"] == 2
+    empty = grade_muscle({"name": "deltoid", "side": "left", "t2_ratio": None, "volume_loss": None,
+                          "fat_fraction": None}, mp)
+    assert empty["edema_grade"] is None and empty["mercuri"] is None
+
+
+def test_resample_labels_between_grids_keeps_world_position():
+    lab = box_labels()
+    half = np.diag([0.5, 0.5, 0.5, 1.0])
+    half[:3, 3] = -0.25  # fine voxel centres a quarter coarse voxel either side of the coarse ones
+    fine = Volume(np.zeros((80, 60, 20)), lab.affine @ half)
+    up = resample_to(lab, fine, order=0)
+    assert label_volumes_ml(up, [DELTOID_L])[DELTOID_L] == pytest.approx(label_volumes_ml(lab, [DELTOID_L])[DELTOID_L])
+    centre = lambda v: v.voxel_to_world(np.argwhere(v.data == DELTOID_L)).mean(axis=0)  # noqa: E731
+    np.testing.assert_allclose(centre(up), centre(lab), atol=1e-9)
+
+
+def test_user_label_names_are_normalised():
+    assert canonical_muscle("Deltoid L") == ("deltoid", "left")
+    assert canonical_muscle("right-pectoralis major") == ("pectoralis_major", "right")
+    assert canonical_muscle("biceps_left") is None
+    lab = box_labels()
+    user = lab.with_data(np.where(lab.data == DELTOID_L, 7, np.where(lab.data == SUPRA_R, 3, 0)))
+    out = relabel(user, {7: "deltoid_left", 3: "Supraspinatus R", 9: "liver"}, lab)
+    np.testing.assert_array_equal(out.data, lab.data)
+    with pytest.raises(BadInputError, match="none of the graded muscles"):
+        relabel(user, {7: "liver"}, lab)
+
+
+def test_onnx_model_output_becomes_muscle_codes(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    # 1x1 conv with fixed weights: class 0 score = -x, class 1 score = x  => argmax 1 where z-scored input > 0
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [2, 1, 1, 1, 1], [-1.0, 1.0])
+    node = helper.make_node("Conv", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, None, None, None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None, None])],
+                              initializer=[weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"labels": json.dumps({"background": 0, "deltoid_left": 1})})
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, str(path))
+    lab = box_labels()
+    image = lab.with_data(np.where(lab.data == DELTOID_L, 500.0, 10.0).astype(np.float32))
+    out = onnx_labels(path, [image])
+    np.testing.assert_array_equal(out.data == DELTOID_L, lab.data == DELTOID_L)
+    with pytest.raises(BadInputError, match="not found"):
+        onnx_labels(tmp_path / "missing.onnx", [image])
+
+
+def test_nnunet_export_layout(tmp_path):
+    lab = box_labels()
+    t1 = lab.with_data(np.random.default_rng(0).normal(size=lab.shape).astype(np.float32), role="T1")
+    fs = Volume(np.ones((20, 15, 10), np.float32), lab.affine @ np.diag([2.0, 2.0, 1.0, 1.0]), {"role": "T2FS"})
+    out = export_nnunet([("case_001", [t1, fs], lab), ("case_002", [t1, fs], lab)], tmp_path, dataset_id=7)
+    assert out.name == "Dataset007_ShoulderGirdle"
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "T1", "1": "T2FS"}
+    assert meta["numTraining"] == 2 and meta["file_ending"] == ".nii.gz"
+    assert meta["labels"] == nnunet_classes() and sorted(meta["labels"].values()) == list(range(17))
+    seg = nib.load(out / "labelsTr" / "case_001.nii.gz")
+    assert set(np.unique(np.asarray(seg.dataobj))) == {0, meta["labels"]["deltoid_left"], meta["labels"]["supraspinatus_right"]}
+    img1 = nib.load(out / "imagesTr" / "case_001_0001.nii.gz")
+    assert img1.shape == lab.shape
+    np.testing.assert_allclose(img1.affine, lab.affine, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset007_ShoulderGirdle"]
+    with pytest.raises(BadInputError, match="case id"):
+        export_nnunet([("bad id", [t1], lab)], tmp_path)
