@@ -1,0 +1,1 @@
+"""What a person sees: QC overlays (``qc``), key images (``figures``) and the clinical report (``clinical_report``)."""
