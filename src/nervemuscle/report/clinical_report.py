@@ -15,6 +15,9 @@ from nervemuscle.grading import SEVERITY_NAMES
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+#: Optional item fields shown in the tables (missing ones are shown as n/a).
+NERVE_COLUMNS = ("csa_mm2", "t2_ratio", "thickening_grade", "t2_grade", "grade")
+MUSCLE_COLUMNS = ("volume_ml", "volume_loss", "t2_ratio", "fat_fraction", "edema_grade", "atrophy_grade", "fat_grade")
 
 
 def _env() -> jinja2.Environment:
@@ -80,18 +83,20 @@ def render_html(findings: dict[str, Any], protocol: dict[str, Any], *, key_image
     nerve_ref = protocol["nerve"]["csa_reference_mm2"]
     nerves = []
     for n in findings["nerves"]:
+        n = {**dict.fromkeys(NERVE_COLUMNS), **n}
         ref = nerve_ref.get(n["segment"])
-        ratio = n["csa_mm2"] / ref if (n.get("csa_mm2") is not None and ref) else None
+        ratio = n["csa_mm2"] / ref if (n["csa_mm2"] is not None and ref) else None
         nerves.append({**n, "csa_ref": ref, "csa_ratio": ratio})
+    muscles = [{**dict.fromkeys(MUSCLE_COLUMNS), **m} for m in findings["muscles"]]
     return _env().get_template("clinical_report.html.j2").render(
         f=findings,
         nerves=nerves,
-        muscles=findings["muscles"],
+        muscles=muscles,
         protocol=protocol,
         impression=impression(findings),
         key_images=data_uri(key_images) if key_images else None,
         qc_images=[(Path(p).stem.replace("_", " "), data_uri(p)) for p in qc_images],
-        exam=exam_info or {},
+        exam={"patient": None, "study_date": None, **(exam_info or {})},
         severity=_grade_word,
     )
 
