@@ -1,0 +1,49 @@
+"""Batch throughput of ``analyze_batch`` on 8 phantom exams with 1 vs 2 Dask workers (processes, 1 thread each).
+
+Scaling efficiency = (t_1 / t_2) / 2 (target >= 0.8); peak memory = the largest worker-process RSS after an
+exam (one exam at a time per worker, so this bounds the memory one exam needs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -> dict:
+    """Simulate the exams once, then time two fresh batch runs (1 and 2 workers)."""
+    from nervemuscle.batch import analyze_batch
+    from nervemuscle.phantom import simulate_cohort
+
+    os.environ.update(ONE_THREAD)  # inherited by the Dask worker processes
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
+        tmp = Path(tmp)
+        cohort = simulate_cohort(tmp / "cohort", n_als=n_als, n_mmn=n_mmn, n_controls=n_controls, seed=11,
+                                 kind=kind, progress=False)
+        seconds, peaks = {}, []
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            res = analyze_batch(cohort, tmp / f"out{workers}", workers=workers, progress=False)
+            seconds[workers] = time.perf_counter() - t0
+            if res.failed:
+                raise RuntimeError(f"{res.failed} exam(s) failed: {res.failures[:2]}")
+            peaks += [r.get("peak_rss_mb", 0.0) for r in res.per_exam.values()]
+            exam_s = [r["seconds"] for r in res.per_exam.values()]
+            results[f"workers{workers}_s"] = round(seconds[workers], 2)
+            results[f"workers{workers}_mean_exam_s"] = round(sum(exam_s) / len(exam_s), 2)
+        n = n_als + n_mmn + n_controls
+        results["exams"] = n
+        results["exams_per_hour_2_workers"] = round(3600 * n / seconds[2], 0)
+        results["scaling_efficiency"] = round(seconds[1] / seconds[2] / 2, 3)
+        results["meets_0.8_target"] = results["scaling_efficiency"] >= 0.8
+        results["peak_worker_rss_mb"] = round(max(peaks), 0)
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
