@@ -4,9 +4,11 @@ Exam discovery (walking ``root`` top-down, never below an exam, skipping hidden 
 
 1. a folder with a ``dicom/`` sub-folder is an exam whose input is that ``dicom/`` folder (phantom layout
    ``<exam>/dicom/<series>/*.dcm``);
-2. otherwise a folder whose direct sub-folders hold image files (``*.dcm``, ``*.ima``, ``*.nii``, ``*.nii.gz`` or
-   files without suffix that start like DICOM) is an exam with one series per sub-folder;
-3. otherwise a folder that directly holds image files is an exam.
+2. a folder that directly holds image files (``*.dcm``, ``*.ima``, ``*.nii``, ``*.nii.gz`` or files without
+   suffix that start like DICOM) is an exam;
+3. a folder whose sub-folders are all leaves (no sub-folders of their own), at least one holding image files,
+   is one exam with a series per sub-folder, unless their DICOM files belong to more than one
+   StudyInstanceUID: then each sub-folder is an exam (a cohort of flat exam folders).
 
 Outputs in ``out``: ``<exam>/`` (what :func:`nervemuscle.pipeline.analyze_exam` writes) with
 ``<exam>/.done.json`` (hash of the input file list + sizes + mtimes, protocol hash, status);
@@ -80,6 +82,24 @@ def _has_images(folder: Path) -> bool:
     return any(_is_image_file(p) for p in folder.iterdir())
 
 
+def _is_leaf(folder: Path) -> bool:
+    return not any(p.is_dir() for p in folder.iterdir())
+
+
+def _study_uid(folder: Path) -> str | None:
+    """StudyInstanceUID of the first DICOM file in ``folder`` (``None`` when there is none)."""
+    import pydicom
+
+    for path in sorted(folder.iterdir()):
+        if _is_image_file(path) and not path.name.lower().endswith((".nii", ".nii.gz")):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"], force=True)
+            except Exception:  # noqa: BLE001 - an unreadable file is the analysis's problem, not discovery's
+                continue
+            return str(ds.get("StudyInstanceUID", "")) or None
+    return None
+
+
 def discover_exams(root: str | Path, *, exclude: Iterable[Path] = ()) -> list[ExamTask]:
     """Exams under ``root`` by the discovery rule of this module, sorted by name."""
     root = Path(root).absolute()
@@ -89,16 +109,18 @@ def discover_exams(root: str | Path, *, exclude: Iterable[Path] = ()) -> list[Ex
     tasks: list[ExamTask] = []
 
     def visit(folder: Path) -> None:
-        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and p.absolute() not in excluded)
         name = folder.relative_to(root).as_posix() if folder != root else folder.name
         if (folder / "dicom").is_dir():
             tasks.append(ExamTask(name, folder / "dicom"))
-        elif any(_has_images(d) for d in subdirs) or _has_images(folder):
+        elif _has_images(folder) or (subdirs and all(_is_leaf(d) for d in subdirs)
+                                     and any(_has_images(d) for d in subdirs)
+                                     and len({_study_uid(d) for d in subdirs} - {None}) <= 1):
             tasks.append(ExamTask(name, folder))
         else:
             for d in subdirs:
-                if d.absolute() not in excluded:
-                    visit(d)
+                visit(d)
 
     visit(root)
     return sorted(tasks, key=lambda t: t.name)
