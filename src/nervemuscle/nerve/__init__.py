@@ -1,0 +1,219 @@
+"""Nerve analysis: find roots C5-T1 on both sides, measure CSA and T2 signal, grade.
+
+Steps (:func:`analyze_nerves`): spinal canal centre line on the fluid image; a RAS-aligned 1 mm working
+grid around the canal; multi-scale Hessian tubularity there; root exits beside the canal named C5..T1;
+each root tracked from its exit inferolaterally; CSA and signal measured on planes perpendicular to the
+centerline over the extraforaminal segment ``protocol.nerve.measure_from_foramen_mm``; grades.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nervemuscle.anatomy import ROOTS, SIDES, root_label
+from nervemuscle.nerve.csa import centerline_tangents, cross_sections
+from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
+from nervemuscle.nerve.hessian import tubularity
+from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_peaks, load_landmarks,
+                                         name_levels, side_sign, validate_landmarks)
+from nervemuscle.nerve.reference import estimate_muscle_reference
+from nervemuscle.nerve.rasterize import rasterize_tubes
+from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
+from nervemuscle.nerve.tracking import arc_length, resample_polyline, track
+from nervemuscle.volume import Volume
+
+__all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
+
+#: Working-grid step (mm) and tubular-filter scales (mm) used for detection.
+WORK_STEP_MM = 1.0
+SIGMAS_MM = (1.0, 1.5, 2.0, 2.5)
+#: Lateral distance (mm) from the canal axis at which a root is taken to leave its foramen.
+FORAMEN_LATERAL_MM = 14.0
+#: Region around the canal (mm, relative to the canal centre) searched for roots.
+ROI_LATERAL_MM = 85.0
+ROI_AP_MM = (-30.0, 70.0)
+#: Canal (dural sac) radius (mm) blanked in the tubularity map.
+CANAL_RADIUS_MM = 9.0
+
+
+@dataclass
+class NerveAnalysis:
+    """Result of :func:`analyze_nerves` (see the findings.json "nerves" items)."""
+
+    roots: list[dict]
+    not_assessable: list[dict]
+    label_map: Volume
+    landmarks: dict
+    reference: dict = field(default_factory=dict)
+
+
+def _working_grid(fluid: Volume, canal: dict) -> Volume:
+    lo, hi = world_box(fluid)
+    centre = canal_centre(canal, 0.5 * (lo[2] + hi[2]))
+    roi_lo = np.array([centre[0] - ROI_LATERAL_MM, centre[1] + ROI_AP_MM[0], lo[2]])
+    roi_hi = np.array([centre[0] + ROI_LATERAL_MM, centre[1] + ROI_AP_MM[1], hi[2]])
+    return resample_to_ras_grid(fluid, np.maximum(lo, roi_lo), np.minimum(hi, roi_hi), WORK_STEP_MM)
+
+
+def _blank_canal(response: Volume, canal: dict) -> None:
+    aff = response.affine
+    shape = response.shape
+    xs = aff[0, 3] + aff[0, 0] * np.arange(shape[0])
+    ys = aff[1, 3] + aff[1, 1] * np.arange(shape[1])
+    zs = aff[2, 3] + aff[2, 2] * np.arange(shape[2])
+    centre = canal_centre(canal, zs)
+    dist2 = (xs[:, None, None] - centre[None, None, :, 0]) ** 2 + (ys[None, :, None] - centre[None, None, :, 1]) ** 2
+    response.data[dist2 <= CANAL_RADIUS_MM**2] = 0.0
+
+
+def _lateral_distance(canal: dict, points: np.ndarray, side: str) -> np.ndarray:
+    centre = canal_centre(canal, points[:, 2])
+    return side_sign(side) * (points[:, 0] - centre[:, 0])
+
+
+def _trace_root(response: Volume, canal: dict, seed: np.ndarray, side: str, min_response: float) -> np.ndarray:
+    """Centerline through ``seed``: tracked medially to the foramen and laterally into the interscalene region."""
+    sign = side_sign(side)
+    outward = np.array([sign, 0.4, -0.5])
+
+    def lateral_enough(point: np.ndarray, direction: np.ndarray) -> bool:
+        return _lateral_distance(canal, point[None], side)[0] >= FORAMEN_LATERAL_MM - 4.0
+
+    lateral = track(response, seed, outward, min_response=min_response, max_length_mm=70.0)
+    medial = track(response, seed, -outward, min_response=min_response, max_length_mm=25.0,
+                   keep_going=lateral_enough)
+    line = np.concatenate([medial[::-1], lateral[1:]]) if len(medial) > 1 else lateral
+    return resample_polyline(line, 1.0)
+
+
+def _start_at_foramen(line: np.ndarray, canal: dict, side: str) -> np.ndarray | None:
+    """Cut the centerline where it reaches the foramen (lateral distance FORAMEN_LATERAL_MM)."""
+    lateral = _lateral_distance(canal, line, side)
+    if lateral[0] > FORAMEN_LATERAL_MM:
+        return line  # tracked part starts lateral of the foramen; measured from its first point
+    beyond = np.nonzero(lateral >= FORAMEN_LATERAL_MM)[0]
+    if len(beyond) == 0:
+        return None
+    k = beyond[0]
+    a, b = lateral[k - 1], lateral[k]
+    t = (FORAMEN_LATERAL_MM - a) / (b - a) if b != a else 0.0
+    start = line[k - 1] + t * (line[k] - line[k - 1])
+    return resample_polyline(np.concatenate([start[None], line[k:]]), 1.0)
+
+
+def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float]) -> dict | None:
+    s = arc_length(line)
+    sel = (s >= window[0]) & (s <= window[1])
+    if sel.sum() < 0.5 * (window[1] - window[0]):
+        return None
+    cs = cross_sections(fluid, line[sel], tangents=centerline_tangents(line)[sel])
+    csa = cs.csa_mm2
+    sig = cs.signal
+    good = np.isfinite(csa) & np.isfinite(sig)
+    if good.sum() < 5:
+        return None
+    csa_mean = float(np.mean(csa[good]))
+    running = np.array([np.median(csa[good][max(0, i - 2): i + 3]) for i in range(good.sum())])
+    return {"csa_mm2": csa_mean, "csa_max_mm2": float(running.max()),
+            "signal": float(np.median(sig[good])), "radius_mm": float(np.sqrt(csa_mean / np.pi))}
+
+
+def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, landmarks: dict | None = None,
+                   muscle_reference: float | None = None) -> NerveAnalysis:
+    """Find, measure and grade the roots C5-T1 on both sides.
+
+    Parameters
+    ----------
+    fluid : Volume
+        T2 fat-sat (2D axial) or STIR (3D) image, RAS+ affine; roots bright.
+    protocol : dict
+        Grading protocol (:func:`nervemuscle.protocol.load_protocol`).
+    t1 : Volume, optional
+        Not needed by the current method (accepted for the pipeline's uniform call).
+    landmarks : dict, optional
+        ``{"roots": {"C5_left": [[x, y, z], ...]}}``: one point seeds tracking of that root, two or more
+        points are its centerline from the foramen outwards (source "landmarks").
+    muscle_reference : float, optional
+        Signal of normal muscle on ``fluid``; estimated near the roots when None
+        (:func:`nervemuscle.nerve.reference.estimate_muscle_reference`).
+
+    Returns
+    -------
+    NerveAnalysis
+    """
+    manual = validate_landmarks(landmarks)["roots"] if landmarks is not None else {}
+    window = tuple(float(v) for v in protocol["nerve"]["measure_from_foramen_mm"])
+    canal = detect_canal(fluid)
+    work = _working_grid(fluid, canal)
+    response_data, _ = tubularity(work.data, work.spacing, SIGMAS_MM)
+    response = work.with_data(response_data)
+    _blank_canal(response, canal)
+    exits = {side: find_exit_peaks(response, canal, side) for side in SIDES}
+    named = name_levels(exits)
+    if muscle_reference is None:
+        muscle_reference, reference_method = estimate_muscle_reference(work, canal)
+    else:
+        reference_method = "provided by the caller (muscle analysis)"
+    positive = response.data[response.data > 0]
+    floor = 0.1 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
+
+    measured: dict[tuple[str, str], dict] = {}
+    not_assessable: list[dict] = []
+    centerlines: dict[tuple[str, str], np.ndarray] = {}
+    for segment in ROOTS:
+        for side in SIDES:
+            key = f"{segment}_{side}"
+            points = np.asarray(manual.get(key, []), float)
+            source = "landmarks" if len(points) else "automatic"
+            if len(points) >= 2:
+                line = resample_polyline(points, 1.0)
+            else:
+                seed = points[0] if len(points) == 1 else (np.asarray(named[key]["point_mm"]) if key in named else None)
+                if seed is None:
+                    not_assessable.append({"item": f"{segment} {side}", "reason": "root exit not found in the field of view"})
+                    continue
+                seed_response = float(named[key]["response"]) if key in named else floor * 3
+                line = _trace_root(response, canal, seed, side, max(0.2 * seed_response, floor))
+                line = _start_at_foramen(line, canal, side)
+                if line is None:
+                    not_assessable.append({"item": f"{segment} {side}", "reason": "root could not be followed out of the foramen"})
+                    continue
+            values = _measure(fluid, line, window)
+            if values is None:
+                not_assessable.append({"item": f"{segment} {side}",
+                                       "reason": f"root traced for {arc_length(line)[-1]:.0f} mm only; "
+                                                 f"the {window[0]:.0f}-{window[1]:.0f} mm segment is not measurable"})
+                continue
+            centerlines[(segment, side)] = line
+            measured[(segment, side)] = {**values, "source": source}
+
+    ratios = {k: v["signal"] / muscle_reference for k, v in measured.items()}
+    normal_ratio, normal_method = normal_nerve_ratio(list(ratios.values()), protocol)
+    roots = []
+    for (segment, side), values in measured.items():
+        other = measured.get((segment, "left" if side == "right" else "right"))
+        item = {
+            "segment": segment,
+            "side": side,
+            "csa_mm2": round(values["csa_mm2"], 2),
+            "csa_max_mm2": round(values["csa_max_mm2"], 2),
+            "diameter_mm": round(2.0 * values["radius_mm"], 2),
+            "t2_ratio": round(ratios[(segment, side)], 3),
+            "asymmetry": None if other is None else round(asymmetry(values["csa_mm2"], other["csa_mm2"]), 3),
+            **grade_root(segment, values["csa_mm2"], ratios[(segment, side)], normal_ratio, protocol),
+            "centerline_mm": np.round(centerlines[(segment, side)], 2).tolist(),
+            "source": values["source"],
+        }
+        roots.append(item)
+    roots.sort(key=lambda r: (ROOTS.index(r["segment"]), SIDES.index(r["side"])))
+    labels = rasterize_tubes(fluid, [(root_label(r["segment"], r["side"]), np.asarray(r["centerline_mm"]),
+                                      0.5 * r["diameter_mm"]) for r in roots])
+    found_landmarks = {
+        "canal": {"centre_mm": canal["centre_mm"]},
+        "foramina": {key: [round(v, 2) for v in c["point_mm"]] for key, c in named.items()},
+        "foramen_lateral_mm": FORAMEN_LATERAL_MM,
+    }
+    reference = {"muscle_reference": round(float(muscle_reference), 4), "muscle_reference_method": reference_method,
+                 "normal_nerve_ratio": round(normal_ratio, 4), "normal_nerve_method": normal_method}
+    return NerveAnalysis(roots, not_assessable, labels, found_landmarks, reference)

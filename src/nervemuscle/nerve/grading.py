@@ -1,0 +1,50 @@
+"""Root grades from the protocol: CSA thickening vs the level reference, T2 signal vs normal nerve."""
+from __future__ import annotations
+
+import numpy as np
+
+from nervemuscle.grading import grade
+
+
+def normal_nerve_ratio(ratios: list[float | None], protocol: dict, *, min_roots: int = 4) -> tuple[float, str]:
+    """The T2 ratio of a normal root on this exam.
+
+    With at least ``min_roots`` measured roots it is the 25th percentile of the exam's own root ratios
+    (robust to a majority of affected roots as long as about a quarter are unaffected), kept within
+    ``protocol.nerve.normal_nerve_search_range`` (fractions of the protocol value) so that an exam with
+    every root affected falls back towards the protocol's ``normal_nerve_t2_ratio``.
+
+    Returns
+    -------
+    ratio : float
+    method : str
+        A sentence saying how it was obtained (goes into ``NerveAnalysis.reference``).
+    """
+    nerve = protocol["nerve"]
+    default = float(nerve["normal_nerve_t2_ratio"])
+    known = np.array([r for r in ratios if r is not None and np.isfinite(r)], float)
+    if len(known) < min_roots:
+        return default, f"protocol normal_nerve_t2_ratio (only {len(known)} roots measured)"
+    lo, hi = nerve.get("normal_nerve_search_range", [0.8, 1.15])
+    own = float(np.percentile(known, 25))
+    ratio = float(np.clip(own, lo * default, hi * default))
+    return ratio, (f"25th percentile of this exam's {len(known)} root ratios ({own:.3f}), "
+                   f"limited to [{lo}, {hi}] x protocol value {default}")
+
+
+def asymmetry(value: float | None, contralateral: float | None) -> float | None:
+    """Left-right asymmetry ``(value - contralateral) / mean(value, contralateral)``; None if either is missing."""
+    if value is None or contralateral is None or value + contralateral <= 0:
+        return None
+    return float((value - contralateral) / (0.5 * (value + contralateral)))
+
+
+def grade_root(segment: str, csa_mm2: float | None, t2_ratio: float | None, normal_ratio: float,
+               protocol: dict) -> dict:
+    """``thickening_grade``, ``t2_grade`` and ``grade`` (their maximum) of one root."""
+    nerve = protocol["nerve"]
+    reference = float(nerve["csa_reference_mm2"][segment])
+    thick = grade(None if csa_mm2 is None else csa_mm2 / reference, nerve["thickening_thresholds"])
+    t2 = grade(None if t2_ratio is None else t2_ratio / normal_ratio, nerve["t2_thresholds"])
+    known = [g for g in (thick, t2) if g is not None]
+    return {"thickening_grade": thick, "t2_grade": t2, "grade": max(known) if known else None}

@@ -1,0 +1,183 @@
+"""Landmarks for naming roots: spinal canal centre line, root exits (foramina) per side and level, and
+the manual landmarks file.
+
+* Canal: cerebrospinal fluid is the brightest large structure on T2 fat-sat / STIR. On a coarse RAS grid
+  the image is smoothed at the scale of the dural sac and, slice by slice, the maximum near the body's
+  left-right centre is taken; a quadratic in z (robust, iterated) gives the centre line.
+* Foramina: just lateral to the canal each root is a bright tube leaving inferolaterally. The tubularity
+  maximum in a band beside the canal, as a function of z, peaks once per level; peaks are named C5..T1
+  from cranial to caudal after matching left and right into common levels.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, signal
+
+from nervemuscle.anatomy import ROOTS, SIDES
+from nervemuscle.errors import BadInputError
+from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
+from nervemuscle.volume import Volume
+
+
+def _robust_quadratic(z: np.ndarray, values: np.ndarray, iterations: int = 3) -> np.ndarray:
+    keep = np.isfinite(values)
+    coef = np.zeros(3)
+    for _ in range(iterations):
+        if keep.sum() < 3:
+            break
+        coef = np.polyfit(z[keep], values[keep], 2 if keep.sum() >= 6 else 0)
+        resid = np.abs(values - np.polyval(coef, z))
+        scale = 1.4826 * np.nanmedian(resid[keep]) + 0.5
+        keep = np.isfinite(values) & (resid <= 3 * scale)
+    return coef
+
+
+def detect_canal(fluid: Volume, *, step_mm: float = 2.0, sac_sigma_mm: float = 3.0,
+                 half_width_mm: float = 35.0) -> dict:
+    """Spinal canal centre line on a fluid-sensitive image.
+
+    Returns
+    -------
+    dict
+        ``{"z_mm": [...], "centre_mm": [[x, y, z], ...], "coef_x": [...], "coef_y": [...]}`` where the
+        centre at height z is ``(polyval(coef_x, z), polyval(coef_y, z), z)``.
+    """
+    lo, hi = world_box(fluid)
+    coarse = resample_to_ras_grid(fluid, lo, hi, step_mm)
+    data = coarse.data
+    body = data > np.percentile(data, 60)
+    xs = coarse.affine[0, 3] + step_mm * np.arange(data.shape[0])
+    x_mid = np.average(xs, weights=body.sum(axis=(1, 2)) + 1e-9)
+    smooth = ndimage.gaussian_filter(data, sac_sigma_mm / step_mm)
+    band = np.abs(xs - x_mid) <= half_width_mm
+    sub = smooth[band]
+    nz = data.shape[2]
+    flat = sub.reshape(-1, nz)
+    best = flat.argmax(axis=0)
+    bi, bj = np.unravel_index(best, sub.shape[:2])
+    xs_band = xs[band]
+    zs = coarse.affine[2, 3] + step_mm * np.arange(nz)
+    ys = coarse.affine[1, 3] + step_mm * np.arange(data.shape[1])
+    cx, cy = xs_band[bi], ys[bj]
+    strong = flat.max(axis=0) > np.percentile(smooth, 99) * 0.5
+    cx = np.where(strong, cx, np.nan)
+    cy = np.where(strong, cy, np.nan)
+    coef_x = _robust_quadratic(zs, cx)
+    coef_y = _robust_quadratic(zs, cy)
+    centre = np.stack([np.polyval(coef_x, zs), np.polyval(coef_y, zs), zs], axis=1)
+    return {"z_mm": zs.tolist(), "centre_mm": centre.round(2).tolist(),
+            "coef_x": np.atleast_1d(coef_x).tolist(), "coef_y": np.atleast_1d(coef_y).tolist()}
+
+
+def canal_centre(canal: dict, z: np.ndarray | float) -> np.ndarray:
+    """Canal centre (x, y, z) at height(s) ``z`` (world mm)."""
+    z = np.asarray(z, float)
+    return np.stack([np.polyval(canal["coef_x"], z) * np.ones_like(z),
+                     np.polyval(canal["coef_y"], z) * np.ones_like(z), z], axis=-1)
+
+
+def side_sign(side: str) -> float:
+    """+1 for the patient's right (+x in RAS), -1 for the left."""
+    return 1.0 if side == "right" else -1.0
+
+
+def find_exit_peaks(response: Volume, canal: dict, side: str, *, lateral_mm: tuple[float, float] = (12.0, 26.0),
+                    ap_mm: tuple[float, float] = (-5.0, 25.0), min_separation_mm: float = 9.0) -> list[dict]:
+    """Candidate root exits on one side: peaks along z of the tubularity maximum in a box beside the canal.
+
+    ``response`` lives on a RAS-aligned grid. Returns ``[{"point_mm": [x, y, z], "response": r}, ...]``.
+    """
+    aff = response.affine
+    step = aff[0, 0]
+    shape = response.shape
+    xs = aff[0, 3] + step * np.arange(shape[0])
+    ys = aff[1, 3] + step * np.arange(shape[1])
+    zs = aff[2, 3] + step * np.arange(shape[2])
+    centre = canal_centre(canal, zs)  # (nz, 3)
+    lateral = side_sign(side) * (xs[:, None] - centre[None, :, 0])  # (nx, nz)
+    anterior = ys[:, None] - centre[None, :, 1]  # (ny, nz)
+    in_x = (lateral >= lateral_mm[0]) & (lateral <= lateral_mm[1])
+    in_y = (anterior >= ap_mm[0]) & (anterior <= ap_mm[1])
+    box = in_x[:, None, :] & in_y[None, :, :]
+    masked = np.where(box, response.data, 0.0)
+    profile = masked.reshape(-1, shape[2]).max(axis=0)
+    if not profile.any():
+        return []
+    peaks, _ = signal.find_peaks(profile, distance=max(int(min_separation_mm / step), 1),
+                                 height=0.25 * profile.max(), prominence=0.1 * profile.max())
+    out = []
+    for k in peaks:
+        flat = masked[..., k].argmax()
+        i, j = np.unravel_index(flat, shape[:2])
+        out.append({"point_mm": [float(xs[i]), float(ys[j]), float(zs[k])], "response": float(profile[k])})
+    return out
+
+
+def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0) -> dict[str, dict]:
+    """Name root exits C5..T1 from cranial to caudal, pairing left and right exits into levels.
+
+    ``exits`` maps side -> candidates (from :func:`find_exit_peaks`). Levels are clusters of exit heights
+    (both sides within ``match_mm``); the five strongest levels are kept and named cranial to caudal.
+    Returns ``{"C5_left": {"point_mm": ..., "response": ...}, ...}``.
+    """
+    items = [(side, c) for side in exits for c in exits[side]]
+    if not items:
+        return {}
+    items.sort(key=lambda sc: -sc[1]["point_mm"][2])
+    levels: list[list[tuple[str, dict]]] = []
+    for side, cand in items:
+        z = cand["point_mm"][2]
+        for level in levels:
+            zl = np.mean([c["point_mm"][2] for _, c in level])
+            if abs(zl - z) <= match_mm and side not in {s for s, _ in level}:
+                level.append((side, cand))
+                break
+        else:
+            levels.append([(side, cand)])
+    strength = [sum(c["response"] for _, c in level) for level in levels]
+    keep = sorted(np.argsort(strength)[::-1][: len(ROOTS)])
+    kept = [levels[i] for i in keep]
+    kept.sort(key=lambda lv: -np.mean([c["point_mm"][2] for _, c in lv]))
+    named = {}
+    for segment, level in zip(ROOTS, kept):
+        for side, cand in level:
+            named[f"{segment}_{side}"] = cand
+    return named
+
+
+def load_landmarks(path: str | Path) -> dict:
+    """Read a landmarks JSON file ``{"roots": {"C5_left": [[x, y, z], ...], ...}}`` (world RAS+ mm).
+
+    One point seeds the automatic tracking of that root; two or more points are taken as its centerline
+    (from the foramen outwards). Raises :class:`BadInputError` naming the file and the problem.
+    """
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError("landmarks file not found", path) from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"unreadable landmarks JSON ({exc.__class__.__name__}: {exc})", path) from None
+    return validate_landmarks(content, path)
+
+
+def validate_landmarks(content: object, path: str | Path | None = None) -> dict:
+    """Check the structure of landmarks (see :func:`load_landmarks`); returns ``{"roots": {...}}``."""
+    if not isinstance(content, dict) or not isinstance(content.get("roots"), dict):
+        raise BadInputError('landmarks must be an object with a "roots" mapping', path)
+    valid = {f"{r}_{s}" for r in ROOTS for s in SIDES}
+    roots = {}
+    for key, points in content["roots"].items():
+        if key not in valid:
+            raise BadInputError(f"unknown root {key!r} in landmarks (expected e.g. 'C5_left')", path)
+        try:
+            arr = np.asarray(points, dtype=float)
+        except (TypeError, ValueError):
+            arr = np.empty(0)
+        if arr.ndim != 2 or arr.shape[1] != 3 or len(arr) == 0 or not np.isfinite(arr).all():
+            raise BadInputError(f"root {key}: expected a list of [x, y, z] points in mm", path)
+        roots[key] = arr.tolist()
+    return {"roots": roots}

@@ -1,0 +1,117 @@
+"""Following a root from a seed along the ridge of the tubularity map (step-wise tracking).
+
+Each step predicts ``p + step * d``, re-centres the prediction on the tubularity ridge within a small disc
+perpendicular to ``d`` and accepts it if the turn stays below ``max_turn_deg`` (about 70 degrees per
+2.5 mm at most in cadaver roots, Wade 2020). Tracking stops where the response fades, at a sharp turn, or
+at the edge of the image. The loop runs over steps (tens per root); every step works on arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nervemuscle.nerve.sampling import perpendicular_basis, sample_world
+from nervemuscle.volume import Volume
+
+
+def _disc_offsets(radius_mm: float, pixel_mm: float) -> np.ndarray:
+    ticks = np.arange(-radius_mm, radius_mm + pixel_mm / 2, pixel_mm)
+    uu, vv = np.meshgrid(ticks, ticks, indexing="ij")
+    keep = np.hypot(uu, vv) <= radius_mm
+    return np.stack([uu[keep], vv[keep]], axis=1)
+
+
+def recentre(response: Volume, point: np.ndarray, direction: np.ndarray, *, radius_mm: float = 2.5,
+             pixel_mm: float = 0.5) -> tuple[np.ndarray, float]:
+    """Move ``point`` to the response-weighted centre of the ridge in the plane perpendicular to
+    ``direction``; returns the new point and the response there."""
+    offsets = _disc_offsets(radius_mm, pixel_mm)
+    u, v = perpendicular_basis(direction)
+    pts = point + offsets[:, :1] * u + offsets[:, 1:] * v
+    vals = np.nan_to_num(sample_world(response, pts), nan=0.0)
+    top = vals.max()
+    if top <= 0:
+        return np.asarray(point, float), 0.0
+    w = np.clip(vals - 0.5 * top, 0, None)
+    new = (w[:, None] * pts).sum(axis=0) / w.sum()
+    value = float(np.nan_to_num(sample_world(response, new[None]), nan=0.0)[0])
+    return new, value
+
+
+def track(
+    response: Volume,
+    start: np.ndarray,
+    direction: np.ndarray,
+    *,
+    step_mm: float = 1.0,
+    max_length_mm: float = 60.0,
+    max_turn_deg: float = 70.0,
+    min_response: float = 0.0,
+    patience: int = 3,
+    keep_going=None,
+) -> np.ndarray:
+    """Track a ridge of ``response`` from ``start`` (world mm) in ``direction``.
+
+    Parameters
+    ----------
+    response : Volume
+        Tubularity map (bright ridge along the root).
+    start, direction : (3,) ndarray
+        Seed point (world mm) and initial direction.
+    step_mm, max_length_mm : float
+        Step and maximum tracked length.
+    max_turn_deg : float
+        Largest accepted turn per step; a sharper turn ends the track.
+    min_response : float
+        Below this response for ``patience`` consecutive steps the track ends (those steps are dropped).
+    keep_going : callable, optional
+        ``keep_going(point, direction) -> bool``; False ends the track (e.g. back into the spinal canal).
+
+    Returns
+    -------
+    (N, 3) ndarray
+        Centerline points in world mm, starting at (the re-centred) ``start``.
+    """
+    d = np.asarray(direction, float)
+    d /= np.linalg.norm(d)
+    p, _ = recentre(response, np.asarray(start, float), d)
+    points = [p]
+    weak = 0
+    cos_limit = np.cos(np.deg2rad(max_turn_deg))
+    for _ in range(int(max_length_mm / step_mm)):
+        q, value = recentre(response, p + step_mm * d, d)
+        move = q - p
+        norm = np.linalg.norm(move)
+        if norm < 1e-6 or np.isnan(q).any():
+            break
+        new_d = move / norm
+        if new_d @ d < cos_limit:
+            break
+        if keep_going is not None and not keep_going(q, new_d):
+            break
+        weak = weak + 1 if value < min_response else 0
+        if weak >= patience:
+            del points[-(patience - 1):]
+            break
+        # keep steps of about step_mm along the smoothed direction
+        d = 0.5 * d + 0.5 * new_d
+        d /= np.linalg.norm(d)
+        p = p + step_mm * (q - p) / norm
+        points.append(p)
+    return np.array(points)
+
+
+def resample_polyline(points: np.ndarray, step_mm: float = 1.0) -> np.ndarray:
+    """Points every ``step_mm`` along a polyline (N, 3), first and last kept."""
+    pts = np.asarray(points, float)
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] == 0:
+        return pts[:1]
+    targets = np.arange(0.0, s[-1] + 1e-9, step_mm)
+    return np.stack([np.interp(targets, s, pts[:, a]) for a in range(3)], axis=1)
+
+
+def arc_length(points: np.ndarray) -> np.ndarray:
+    """Cumulative length (mm) at each point of a polyline."""
+    pts = np.asarray(points, float)
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
