@@ -97,3 +97,54 @@ def test_flat_exam_folders_are_split_by_study(tmp_path):
     write_dicom(tmp_path / "exam" / "s2" / "a.dcm", "1.2.3.9")
     assert [t.name for t in discover_exams(tmp_path / "cohort")] == ["p1", "p2"]
     assert [t.name for t in discover_exams(tmp_path / "exam")] == ["exam"]
+
+
+def phantom_exam(tmp_path_factory, phenotype, kind, seed):
+    """Simulate (once per session, shared with test_pipeline) a phantom exam; returns its folder."""
+    import shutil
+
+    from nervemuscle.phantom import simulate_exam
+
+    cache = tmp_path_factory.getbasetemp() / "phantom_cache" / f"{phenotype}_{kind}_{seed}"
+    if not (cache / "done").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        exam = simulate_exam(cache / "exam", phenotype, seed, kind=kind)
+        (cache / "done").write_text(str(exam))
+    return type(cache)((cache / "done").read_text())
+
+
+@pytest.mark.slow
+def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_factory, tmp_path):
+    import shutil
+
+    from nervemuscle.batch import analyze_batch
+
+    root = tmp_path / "cohort"
+    for name, (phenotype, seed) in {"als_01": ("als", 3), "control_01": ("control", 8)}.items():
+        shutil.copytree(phantom_exam(tmp_path_factory, phenotype, "2d", seed), root / name)
+    # corrupt exam: every DICOM file truncated or replaced by garbage
+    shutil.copytree(root / "control_01", root / "corrupt_01")
+    for i, f in enumerate(sorted((root / "corrupt_01" / "dicom").rglob("*.dcm"))):
+        f.write_bytes(f.read_bytes()[:200] if i % 2 else b"this is not DICOM")
+    out = tmp_path / "out"
+
+    first = analyze_batch(root, out, workers=2, progress=False)
+    assert (first.analysed, first.skipped, first.failed) == (2, 0, 1)
+    failures = pd.read_csv(out / "failures.csv")
+    assert list(failures.exam) == ["corrupt_01"] and failures.reason[0]
+    summary = pd.read_parquet(out / "findings.parquet")
+    assert sorted(summary.exam) == ["als_01", "control_01"]
+    assert {"abnormal", "nerve_abnormal", "muscle_abnormal"} <= set(summary.columns)
+    nerves, muscles = pd.read_parquet(out / "nerves.parquet"), pd.read_parquet(out / "muscles.parquet")
+    assert set(nerves.exam) == {"als_01", "control_01"} and {"segment", "side", "csa_mm2"} <= set(nerves.columns)
+    assert {"name", "side", "volume_ml"} <= set(muscles.columns)
+
+    again = analyze_batch(root, out, workers=2, progress=False)
+    assert (again.analysed, again.skipped, again.failed) == (0, 3, 1)
+    assert list(pd.read_csv(out / "failures.csv").exam) == ["corrupt_01"]
+
+    some = next((root / "als_01" / "dicom").rglob("*.dcm"))
+    os.utime(some, ns=(some.stat().st_atime_ns, some.stat().st_mtime_ns + 10**9))
+    third = analyze_batch(root, out, workers=1, progress=False)
+    assert (third.analysed, third.skipped, third.failed) == (1, 2, 1)
+    assert sorted(pd.read_parquet(out / "findings.parquet").exam) == ["als_01", "control_01"]
