@@ -1,0 +1,75 @@
+"""``nervemuscle serve`` (the reader-study web app) and ``nervemuscle users add``."""
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import typer
+
+from nervemuscle.errors import BadInputError
+
+
+def _db_url(db: str | None) -> str:
+    from nervemuscle.reader.db import default_url
+
+    return db or default_url()
+
+
+def add_user(db_url: str, name: str, role: str, password: str) -> None:
+    """Create an account in the reader database (migrating it first)."""
+    from nervemuscle.reader.auth import add_user as _add
+    from nervemuscle.reader.db import make_engine, migrate, session_factory
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    with session_factory(engine).begin() as db:
+        try:
+            _add(db, name, role, password)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
+    engine.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        db: str = typer.Option(None, "--db", help="Database URL (default sqlite ./nervemuscle-reader.db; "
+                                                  "postgresql+psycopg://user@host:port/db)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+        port: int = typer.Option(8000, "--port", help="TCP port."),
+        data_root: Path = typer.Option(Path("."), "--data-root", help="Exams are imported only from inside this folder."),
+        protocol: Path = typer.Option(None, "--protocol", help="Grading protocol YAML (default: shipped protocol)."),
+        secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
+    ) -> None:
+        """Run the blinded reader-study web app (migrates the database at start-up)."""
+        import uvicorn
+
+        from nervemuscle.reader.app import ReaderSettings, create_app
+
+        if not data_root.is_dir():
+            raise BadInputError("data root is not a folder", data_root)
+        settings = ReaderSettings(db_url=_db_url(db), data_root=data_root.resolve(), protocol_path=protocol,
+                                  secure_cookies=secure_cookies)
+        typer.echo(f"nervemuscle reader on http://{host}:{port}  (db {settings.db_url}, data root {settings.data_root})")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+    users = typer.Typer(help="Reader-app accounts.", no_args_is_help=True)
+    app.add_typer(users, name="users")
+
+    @users.command("add")
+    def users_add(
+        name: str = typer.Argument(..., help="User name."),
+        role: str = typer.Option(..., "--role", help="admin or reader."),
+        password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+        db: str = typer.Option(None, "--db", help="Database URL (default sqlite ./nervemuscle-reader.db)."),
+    ) -> None:
+        """Add an account (password asked twice, or read from stdin with --password-stdin)."""
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Repeat: ") != password:
+                raise BadInputError("passwords differ")
+        add_user(_db_url(db), name, role, password)
+        typer.echo(f"added {role} {name}")

@@ -1,0 +1,185 @@
+"""The FastAPI application factory and the HTML pages (login, worklist, viewer, admin, agreement)."""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nervemuscle.protocol import load_protocol
+from nervemuscle.reader import auth
+from nervemuscle.reader.api import (check_csrf, current_user, get_db, login_session, progress, require_admin,
+                                    router, session_agreement)
+from nervemuscle.reader.db import default_url, make_engine, migrate, session_factory
+from nervemuscle.reader.models import LoginSession, User
+
+PACKAGE = resources.files("nervemuscle.reader")
+
+
+@dataclass
+class ReaderSettings:
+    """Configuration of one reader-app instance.
+
+    Parameters
+    ----------
+    db_url : str
+        SQLAlchemy URL; default SQLite ``./nervemuscle-reader.db``; ``postgresql+psycopg://...`` for PostgreSQL.
+    data_root : Path
+        Exams can only be imported from inside this folder.
+    protocol_path : Path, optional
+        Grading protocol override (default: the shipped protocol).
+    max_upload_bytes : int
+        Largest request body accepted (413 above).
+    secure_cookies : bool
+        Mark cookies ``Secure`` (set when served over HTTPS).
+    """
+
+    db_url: str = field(default_factory=default_url)
+    data_root: Path = field(default_factory=Path.cwd)
+    protocol_path: Path | None = None
+    max_upload_bytes: int = 2 * 1024 * 1024
+    secure_cookies: bool = False
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies above ``limit`` bytes with 413 (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await JSONResponse({"detail": f"request body larger than {self.limit} bytes"}, 413)(
+                scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"request body larger than {self.limit} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def create_app(settings: ReaderSettings | None = None) -> FastAPI:
+    """Build the app: migrate the database to the newest schema, mount static files, API and pages."""
+    settings = settings or ReaderSettings()
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    app = FastAPI(title="nervemuscle reader", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.protocol = load_protocol(settings.protocol_path)
+    app.state.findings_schema = json.loads(
+        resources.files("nervemuscle.schema").joinpath("findings.schema.json").read_text())
+    templates = Jinja2Templates(directory=str(PACKAGE.joinpath("templates")))
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=str(PACKAGE.joinpath("static"))), name="static")
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api") or request.method != "GET":
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        if exc.status_code == 401:
+            return RedirectResponse("/login", 303)
+        return HTMLResponse(f"<h1>{exc.status_code}</h1><p>{exc.detail}</p>", exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
+
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def set_cookie(response: Response, key: str, value: str, max_age: int) -> None:
+        response.set_cookie(key, value, max_age=max_age, httponly=True, samesite="strict",
+                            secure=settings.secure_cookies, path="/")
+
+    def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = page(request, "login.html", status, csrf_token=token, error=error)
+        set_cookie(response, auth.LOGIN_CSRF_COOKIE, token, 3600)
+        return response
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> Response:
+        return login_form(request)
+
+    @app.post("/login")
+    def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=1024),
+              csrf_token: str = Form(""), db=Depends(get_db)) -> Response:  # noqa: ANN001
+        if not auth.tokens_match(request.cookies.get(auth.LOGIN_CSRF_COOKIE), csrf_token):
+            raise HTTPException(403, "missing or wrong CSRF token (reload the login page)")
+        client = request.client.host if request.client else "unknown"
+        if auth.too_many_failures(db, username, client):
+            response = login_form(request, "Too many failed logins: wait a minute.", 429)
+            response.headers["Retry-After"] = "60"
+            return response
+        user = auth.authenticate(db, username, password, client)
+        if user is None:
+            return login_form(request, "Wrong user name or password.", 401)
+        token = auth.open_session(db, user)
+        response = RedirectResponse("/admin" if user.role == "admin" else "/worklist", 303)
+        set_cookie(response, auth.SESSION_COOKIE, token, int(auth.SESSION_LIFETIME.total_seconds()))
+        response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/")
+        return response
+
+    @app.post("/logout", dependencies=[Depends(check_csrf)])
+    def logout(request: Request, db=Depends(get_db)) -> Response:  # noqa: ANN001
+        auth.close_session(db, request.cookies.get(auth.SESSION_COOKIE))
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/")
+    def home(user: User = Depends(current_user)) -> Response:
+        return RedirectResponse("/admin" if user.role == "admin" else "/worklist", 303)
+
+    @app.get("/worklist", response_class=HTMLResponse)
+    def worklist_page(request: Request, session: LoginSession = Depends(login_session)) -> Response:
+        return page(request, "worklist.html", user=session.user, csrf_token=session.csrf_token)
+
+    @app.get("/read/{read_id}", response_class=HTMLResponse)
+    def read_page(request: Request, read_id: int, session: LoginSession = Depends(login_session)) -> Response:
+        return page(request, "read.html", user=session.user, csrf_token=session.csrf_token, read_id=read_id)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page(request: Request, session: LoginSession = Depends(login_session),
+                   _: User = Depends(require_admin)) -> Response:
+        return page(request, "admin.html", user=session.user, csrf_token=session.csrf_token,
+                    data_root=str(settings.data_root))
+
+    @app.get("/admin/sessions/{session_id}", response_class=HTMLResponse)
+    def session_page(request: Request, session_id: int, session: LoginSession = Depends(login_session),
+                     admin: User = Depends(require_admin), db=Depends(get_db)) -> Response:  # noqa: ANN001
+        return page(request, "session.html", user=session.user, csrf_token=session.csrf_token,
+                    progress=progress(session_id, admin, db), agreement=session_agreement(db, session_id))
+
+    return app

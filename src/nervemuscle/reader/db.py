@@ -1,0 +1,60 @@
+"""Database engines (SQLite in WAL mode by default, PostgreSQL by URL) and Alembic migrations."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+#: Default database: a SQLite file in the working folder.
+DEFAULT_DB_FILE = "nervemuscle-reader.db"
+
+
+def default_url(folder: str | Path = ".") -> str:
+    """SQLite URL of ``nervemuscle-reader.db`` in ``folder``."""
+    return f"sqlite:///{(Path(folder) / DEFAULT_DB_FILE).resolve()}"
+
+
+def make_engine(url: str) -> Engine:
+    """Engine for ``url``.
+
+    SQLite gets WAL journaling, foreign keys, a 30 s busy timeout and ``BEGIN IMMEDIATE`` transactions
+    (writers queue instead of failing with "database is locked" when a read upgrades to a write).
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=20, max_overflow=20)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision shipped in ``nervemuscle.reader.migrations``."""
+    script_location = str(resources.files("nervemuscle.reader").joinpath("migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", script_location)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (responses are built after it)."""
+    return sessionmaker(engine, expire_on_commit=False)

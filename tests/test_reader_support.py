@@ -1,0 +1,156 @@
+"""Helpers shared by the reader-app tests (exam folders, findings, login) and tests of the exam scanner."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
+from nervemuscle.errors import BadInputError
+from nervemuscle.reader.exams import blinded_nifti_bytes, discover_exams, resolve_inside
+from nervemuscle.volume import Volume
+
+PASSWORD = "correct horse battery"
+
+
+def exam_affine(shape, spacing=(0.8, 0.8, 3.0)):
+    aff = np.diag([*spacing, 1.0])
+    aff[:3, 3] = -np.array(shape) * np.array(spacing) / 2
+    return aff
+
+
+def write_exam(root: Path, name: str, *, shape=(64, 64, 24), layout: str = "roles", labels: bool = True,
+               findings: dict | None = None, descrip: str | None = None, clinical: dict | None = None) -> Path:
+    """An exam folder with T1 and T2 fat-sat images (a bright cylinder in noise) and a label map."""
+    folder = root / name
+    (folder / "series").mkdir(parents=True)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    i, j = np.indices(shape[:2])
+    disk = ((i - shape[0] / 2) ** 2 + (j - shape[1] / 2) ** 2 < (shape[0] / 4) ** 2)[..., None]
+    aff = exam_affine(shape)
+    files = {}
+    for role, level in (("t1", 400.0), ("t2fs", 900.0)):
+        data = (rng.normal(50, 10, shape) + level * disk).astype(np.float32)
+        fname = f"{role}.nii.gz" if layout == "roles" else f"series_{len(files) + 1:02d}.nii.gz"
+        Volume(data, aff).save(folder / "series" / fname)
+        files[fname] = role
+    if descrip:
+        img = nib.load(folder / "series" / next(iter(files)))
+        img.header["descrip"] = descrip.encode()
+        nib.save(img, folder / "series" / "tmp.nii.gz")
+        (folder / "series" / "tmp.nii.gz").replace(folder / "series" / next(iter(files)))
+    if layout == "sidecar":
+        (folder / "series.json").write_text(json.dumps(files))
+    if labels:
+        (folder / "labels").mkdir()
+        lab = np.zeros(shape, np.int16)
+        lab[disk[..., 0]] = muscle_label("deltoid", "left")
+        lab[:4, :4, :] = root_label("C5", "right")
+        Volume(lab, aff).save(folder / "labels" / "segmentation.nii.gz")
+    if findings is not None:
+        (folder / "findings.json").write_text(json.dumps(findings))
+    if clinical is not None:
+        (folder / "clinical.json").write_text(json.dumps(clinical))
+    return folder
+
+
+def make_findings(exam_id: str, root_grade: int = 0, muscle_grade: int = 0) -> dict:
+    """A schema-valid findings.json with the same grade on every root (T2 and calibre) and muscle scale."""
+    nerves = [{"segment": r, "side": s, "csa_mm2": 12.0, "t2_ratio": 1.2, "grade": root_grade,
+               "thickening_grade": root_grade, "t2_grade": root_grade} for r in ROOTS for s in SIDES]
+    muscles = [{"name": m, "side": s, "volume_ml": 50.0, "t2_ratio": 1.0, "fat_fraction": 0.05,
+                "edema_grade": muscle_grade, "atrophy_grade": muscle_grade, "fat_grade": muscle_grade}
+               for m in MUSCLES for s in SIDES]
+    return {"schema_version": 1, "software": {"name": "nervemuscle", "version": "test"}, "exam_id": exam_id,
+            "protocol": {"name": "nervemuscle-default", "version": 1}, "sequences": [],
+            "summary": {"abnormal": bool(root_grade or muscle_grade), "nerve_abnormal": root_grade > 0,
+                        "muscle_abnormal": muscle_grade > 0, "muscle_atrophy": muscle_grade > 0,
+                        "muscle_edema": muscle_grade > 0, "nerve_severity": "none", "muscle_severity": "none"},
+            "nerves": nerves, "muscles": muscles, "not_assessable": []}
+
+
+def login(client, username: str, password: str = PASSWORD):
+    """Log in through the form (double-submit CSRF); returns the response of the POST."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                       follow_redirects=False)
+
+
+def csrf(client) -> dict:
+    """Header carrying the logged-in session's CSRF token."""
+    return {"X-CSRF-Token": client.get("/api/me").json()["csrf_token"]}
+
+
+def unique_pg_database(base_url: str):
+    """Create a throw-away database on the PostgreSQL server of ``base_url``; returns (url, drop)."""
+    from sqlalchemy import create_engine, text
+
+    name = f"nm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base_url.rsplit("/", 1)[0] + "/" + name
+
+    def drop(engine=None):
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+# ---------------------------------------------------------------- tests of the exam scanner
+
+def test_scan_roles_and_sidecar_layouts(tmp_path):
+    write_exam(tmp_path / "cohort", "ALS_001", findings=make_findings("ALS_001"))
+    write_exam(tmp_path / "cohort", "MMN_002", layout="sidecar", labels=False)
+    (tmp_path / "cohort" / "clinical.csv").write_text("id,diagnosis\nALS_001,ALS\nMMN_002,MMN\n")
+    exams = discover_exams(tmp_path / "cohort")
+    assert [e.exam_id for e in exams] == ["ALS_001", "MMN_002"]
+    assert [(s.role, s.kind) for s in exams[0].series] == [("t1", "image"), ("t2fs", "image"),
+                                                           ("segmentation", "labels")]
+    assert [s.role for s in exams[1].series] == ["t1", "t2fs"]
+    assert exams[1].clinical["diagnosis"] == "MMN" and exams[0].findings["exam_id"] == "ALS_001"
+    assert exams[0].series[0].shape == (64, 64, 24)
+
+
+def test_scan_refuses_bad_folders_naming_the_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="no exam folders"):
+        discover_exams(tmp_path / "empty")
+    bad = tmp_path / "bad" / "series"
+    bad.mkdir(parents=True)
+    (bad / "t1.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(BadInputError, match=r"t1\.nii\.gz: unreadable NIfTI"):
+        discover_exams(tmp_path / "bad")
+
+
+def test_resolve_inside_refuses_traversal_and_symlinks(tmp_path):
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    assert resolve_inside(root, "a") == (root / "a").resolve()
+    for escape in ("../", "a/../../x", str(tmp_path)):
+        with pytest.raises(BadInputError, match="outside the data root"):
+            resolve_inside(root, escape)
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(BadInputError, match="outside the data root"):
+        resolve_inside(root, "link")
+
+
+def test_served_nifti_loses_identifying_header_text(tmp_path):
+    folder = write_exam(tmp_path, "E1", descrip="ALS patient Smith")
+    cleaned = blinded_nifti_bytes(folder / "series" / "t1.nii.gz")
+    out = tmp_path / "clean.nii.gz"
+    out.write_bytes(cleaned)
+    img = nib.load(out)
+    assert img.header["descrip"].tobytes().strip(b"\x00") == b""
+    np.testing.assert_allclose(img.get_fdata(), nib.load(folder / "series" / "t1.nii.gz").get_fdata(), rtol=1e-6)
+    assert blinded_nifti_bytes(folder / "series" / "t2fs.nii.gz") is None
