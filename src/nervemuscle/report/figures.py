@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from nervemuscle.anatomy import label_names as default_label_names  # noqa: E402
 from nervemuscle.report.qc import (  # noqa: E402
-    axial_display, axial_extent, canonical, display_window, resample_labels,
+    axial_display, axial_extent, canonical, display_window, labels_on_slice, plane_display,
 )
 from nervemuscle.volume import Volume  # noqa: E402
 
@@ -72,7 +72,7 @@ def _panel(ax, image: Volume, overlays: list[Volume], z: float, abnormal: dict[i
     sy = img.spacing[1]
     sx = img.spacing[0]
     for labels in overlays:
-        lab = axial_display(canonical(resample_labels(labels, image)).data, k)
+        lab = plane_display(labels_on_slice(labels, img, k))
         for code in np.unique(lab[lab > 0]):
             region = lab == code
             is_abnormal = int(code) in abnormal

@@ -44,6 +44,20 @@ def resample_labels(labels: Volume, target: Volume) -> Volume:
     return target.with_data(data)
 
 
+def labels_on_slice(labels: Volume, image: Volume, k: int) -> np.ndarray:
+    """Nearest-neighbour labels at the voxel centres of axial slice ``k`` of ``image`` (shape ``image[:, :, k]``).
+
+    Only the one plane is sampled, so this stays cheap for large 3-D label maps.
+    """
+    ii, jj = np.meshgrid(np.arange(image.shape[0]), np.arange(image.shape[1]), indexing="ij")
+    ijk = np.stack([ii.ravel(), jj.ravel(), np.full(ii.size, k)], axis=1)
+    src = np.floor(labels.world_to_voxel(image.voxel_to_world(ijk)) + 0.5).astype(np.int64)  # as scipy order=0
+    inside = np.all((src >= 0) & (src < np.array(labels.shape)), axis=1)
+    out = np.zeros(ii.size, dtype=np.asarray(labels.data).dtype)
+    out[inside] = np.asarray(labels.data)[tuple(src[inside].T)]
+    return out.reshape(ii.shape)
+
+
 def label_colormap() -> ListedColormap:
     """Colour per label code (0 transparent), muscles and roots from distinct qualitative palettes."""
     colors = np.zeros((N_LABEL_CODES, 4))
@@ -54,9 +68,14 @@ def label_colormap() -> ListedColormap:
     return ListedColormap(colors)
 
 
+def plane_display(plane_ij: np.ndarray) -> np.ndarray:
+    """An (I, J) axial plane of a canonical (RAS) array for display: anterior up, patient right on the left."""
+    return plane_ij[::-1, ::-1].T
+
+
 def axial_display(data3d: np.ndarray, k: int) -> np.ndarray:
-    """Axial slice ``k`` of a canonical (RAS) array for display: anterior up, patient right on the left."""
-    return data3d[::-1, ::-1, k].T
+    """Axial slice ``k`` of a canonical (RAS) array for display (see :func:`plane_display`)."""
+    return plane_display(data3d[:, :, k])
 
 
 def coronal_display(data2d_ik: np.ndarray) -> np.ndarray:
@@ -109,7 +128,7 @@ def _legend(fig, codes: np.ndarray) -> None:
 def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str, n_slices: int = 12) -> Path:
     """Axial mosaic of ``labels`` (resampled to ``image``'s grid) over ``image``; PNG at ``path``."""
     img = canonical(image)
-    lab = canonical(resample_labels(labels, image))
+    lab = canonical(resample_labels(labels, image))  # whole volume: needed to find the labelled slices
     slices = labelled_slices(lab.data, n_slices)
     ncols = min(4, len(slices))
     nrows = int(np.ceil(len(slices) / ncols))
