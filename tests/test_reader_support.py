@@ -154,3 +154,66 @@ def test_served_nifti_loses_identifying_header_text(tmp_path):
     assert img.header["descrip"].tobytes().strip(b"\x00") == b""
     np.testing.assert_allclose(img.get_fdata(), nib.load(folder / "series" / "t1.nii.gz").get_fdata(), rtol=1e-6)
     assert blinded_nifti_bytes(folder / "series" / "t2fs.nii.gz") is None
+
+
+class running_server:
+    """Context manager: serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
+
+    def __init__(self, app):
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    timeout_keep_alive=30))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def http_login(base_url: str, username: str, password: str = PASSWORD):
+    """An httpx client logged in to a running server, with the CSRF header set."""
+    import httpx
+
+    client = httpx.Client(base_url=base_url, timeout=30)
+    assert login(client, username, password).status_code == 303
+    client.headers.update(csrf(client))
+    return client
+
+
+def seed_study(app, data_root: Path, readers: list[str], n_exams: int, shape=(32, 32, 8)) -> int:
+    """Users admin + ``readers``, ``n_exams`` exams imported, one blinded session; returns its id."""
+    from nervemuscle.reader.auth import add_user
+
+    with app.state.sessions.begin() as db:
+        for name in ["admin", *readers]:
+            add_user(db, name, "admin" if name == "admin" else "reader", PASSWORD)
+    for i in range(n_exams):
+        write_exam(data_root / "cohort", f"E{i:03d}", shape=shape, findings=make_findings(f"E{i:03d}", i % 3, i % 2))
+    from fastapi.testclient import TestClient
+
+    admin = TestClient(app)
+    assert login(admin, "admin").status_code == 303
+    h = csrf(admin)
+    assert admin.post("/api/admin/exams/import", json={"path": "cohort"}, headers=h).status_code == 200
+    r = admin.post("/api/admin/sessions", json={"name": "S", "exam_ids": [f"E{i:03d}" for i in range(n_exams)],
+                                                "readers": readers}, headers=h)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
