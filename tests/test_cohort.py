@@ -249,6 +249,7 @@ def test_invalid_findings_named(tmp_path):
     assert str(bad) in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_atomic_output(tmp_path, capsys):
     findings, clinical = write_paper_cohort(tmp_path)
     out = tmp_path / "study"

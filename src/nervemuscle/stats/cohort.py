@@ -50,6 +50,14 @@ MEASURES = {
     "muscle_volume_loss_max": ("Muscle volume loss, max", "", +1),
 }
 
+#: Ordinal severity measures correlated (Spearman) with clinical scores, with printed names.
+SEVERITY_MEASURES = {
+    "nerve_severity_grade": "Nerve severity (highest root grade)",
+    "muscle_severity_grade": "Muscle severity (highest muscle grade)",
+    "n_abnormal_roots": "Number of abnormal roots",
+    "n_abnormal_muscles": "Number of abnormal muscles",
+}
+
 #: Reader scales and where the automated grade of the same item lives in findings.json.
 AUTOMATED_SCALES = {
     "nerve_t2": ("nerves", "t2_grade"),
@@ -290,8 +298,7 @@ def clinical_correlation(cohort: Cohort, group: str = "ALS") -> dict | None:
         y = ex[c].to_numpy(float)
         out[c] = {
             "point_biserial": {k: point_biserial(ex[k], y) for k in ("abnormal", "nerve_abnormal", "muscle_abnormal")},
-            "spearman": {k: spearman(ex[k], y) for k in ("nerve_severity_grade", "muscle_severity_grade",
-                                                           "n_abnormal_roots", "n_abnormal_muscles")},
+            "spearman": {k: spearman(ex[k], y) for k in SEVERITY_MEASURES},
             "logistic": {k: logistic_odds_ratio(ex[k], y) for k in ("abnormal", "nerve_abnormal", "muscle_abnormal")},
         }
     return out

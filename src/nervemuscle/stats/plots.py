@@ -49,7 +49,7 @@ def findings_bars(results: dict) -> bytes:
     ax.set_yticks([0, 25, 50, 75, 100])
     ax.set_ylabel("% of assessable exams")
     ax.set_title("Frequency of MRI findings (95% Wilson CI)")
-    ax.legend(frameon=False, ncol=len(groups), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.legend(frameon=False, ncol=len(groups), loc="upper center", bbox_to_anchor=(0.5, -0.2))
     return _png(fig)
 
 
@@ -74,7 +74,7 @@ def severity_bars(results: dict) -> bytes:
         ax.set_xlim(0, 112)
         ax.set_xlabel("% of assessable exams")
         ax.set_title(f"{kind.capitalize()} severity (highest grade)")
-    axes[0].legend(frameon=False, ncol=4, loc="upper left", bbox_to_anchor=(0.0, -0.35), fontsize=7)
+    axes[0].legend(frameon=False, ncol=4, loc="upper left", bbox_to_anchor=(0.0, -0.28), fontsize=7)
     return _png(fig)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from nervemuscle._version import __version__
 from nervemuscle.errors import OutputError
 from nervemuscle.stats import plots
-from nervemuscle.stats.cohort import FINDINGS, MEASURES, PAPER, Cohort, analyse_cohort
+from nervemuscle.stats.cohort import FINDINGS, MEASURES, PAPER, SEVERITY_MEASURES, Cohort, analyse_cohort
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -148,7 +148,7 @@ def render_html(cohort: Cohort, results: dict) -> str:
         "alsfrs": _b64(plots.alsfrs_scatter(cohort)),
     }
     return env.get_template("cohort_report.html.j2").render(
-        r=results, table=group_table_rows(results), findings=FINDINGS, measures=MEASURES, fig=figures,
+        r=results, findings=FINDINGS, measures=MEASURES, severity_measures=SEVERITY_MEASURES, fig=figures,
         paper_text=format_paper_comparison(results), version=__version__,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
@@ -174,15 +174,21 @@ def html_to_pdf(html_path: Path, pdf_path: Path) -> str | None:
     return None
 
 
+def check_output_dir(out_dir: str | Path) -> Path:
+    """Refuse an existing ``out_dir`` unless it is empty or an earlier cohort output (OutputError)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "results.json").exists())):
+        raise OutputError("exists and is not an earlier cohort output; choose an empty or new folder", out_dir)
+    return out_dir
+
+
 def write_outputs(cohort: Cohort, results: dict, out_dir: str | Path, pdf: bool = True) -> dict:
     """Write table.csv, results.json, report.html (+ report.pdf) into ``out_dir`` atomically.
 
     Everything is written into a temporary folder beside ``out_dir`` and renamed into place; an
     existing ``out_dir`` is replaced only if it is empty or holds a previous cohort output.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "results.json").exists())):
-        raise OutputError("exists and is not an earlier cohort output; choose an empty or new folder", out_dir)
+    out_dir = check_output_dir(out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
@@ -235,6 +241,7 @@ def run_cohort(findings_root, clinical_csv, out_dir, reads_csv=None, *, pdf: boo
     dict
         The results, JSON-safe (as written to results.json).
     """
+    check_output_dir(out_dir)
     cohort, results = analyse_cohort(findings_root, clinical_csv, reads_csv)
     results["software"] = {"name": "nervemuscle", "version": __version__}
     write_outputs(cohort, results, out_dir, pdf=pdf)
