@@ -1,0 +1,110 @@
+"""A virtual subject: seed-drawn body, pathology and the resulting geometry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nervemuscle.anatomy import ROOTS, SIDES
+from nervemuscle.phantom.anatomy import Anatomy, BodyParams, build_anatomy, fusiform_weight
+from nervemuscle.phantom.pathology import Pathology, draw_pathology
+from nervemuscle.phantom.signal import base_tissue
+from nervemuscle.protocol import default_protocol
+
+PHENOTYPES = ("normal", "als", "mmn")
+_PHENOTYPE_CODE = {"normal": 0, "als": 1, "mmn": 2}
+
+
+@dataclass
+class Subject:
+    """One virtual subject.
+
+    ``root_centerlines[(segment, side)]`` is the extraforaminal course (foramen to trunk, (N, 3)
+    world mm); ``anatomy`` holds the painted solids and root models.
+    """
+
+    id: str
+    phenotype: str
+    seed: int
+    field_strength: float
+    affected_side: str | None
+    body: BodyParams
+    pathology: Pathology
+    anatomy: Anatomy
+    normal_anatomy: Anatomy | None
+    root_centerlines: dict
+
+
+def subject_rng(phenotype: str, seed: int) -> np.random.Generator:
+    """The deterministic random generator of a (phenotype, seed) pair."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _PHENOTYPE_CODE[phenotype], 3]))
+
+
+def draw_body(rng: np.random.Generator) -> BodyParams:
+    jitter = {(seg, side): rng.normal(0.0, [2.0, 1.0, 2.0]) for seg in ROOTS for side in SIDES}
+    return BodyParams(
+        width=float(rng.uniform(0.92, 1.06)),
+        height=float(rng.uniform(0.95, 1.05)),
+        fat_mm=float(rng.uniform(6.0, 14.0)),
+        shoulder_drop={"left": float(rng.uniform(-6, 6)), "right": float(rng.uniform(-6, 6))},
+        y_shift=float(rng.uniform(-6, 6)),
+        root_jitter=jitter,
+    )
+
+
+def root_lesion(rp, normal_csa_ratio: float, measure: tuple[float, float]) -> dict | None:
+    """Radius-profile lesion for :func:`~nervemuscle.phantom.anatomy.root_radius_profile`.
+
+    The mean CSA over the measured segment becomes exactly ``rp.csa_ratio / normal_csa_ratio`` times
+    normal: for a focal lesion the fusiform peak is scaled by the mean of its weight over the segment.
+    """
+    factor = rp.csa_ratio / normal_csa_ratio
+    if rp.lesion == "diffuse":
+        return {"kind": "diffuse", "factor": factor}
+    if rp.lesion == "focal":
+        d = np.linspace(measure[0], measure[1], 20001)
+        g = fusiform_weight(d, rp.focal_center_mm, rp.focal_half_width_mm).mean()
+        return {"kind": "focal", "peak": 1 + (factor - 1) / g, "center": rp.focal_center_mm,
+                "half_width": rp.focal_half_width_mm}
+    return None
+
+
+def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> Subject:
+    """Draw a virtual subject.
+
+    Parameters
+    ----------
+    phenotype : {"normal", "als", "mmn"}
+    seed : int
+        Same seed and phenotype -> identical subject; body size and pose vary with the seed.
+    field_strength : {1.5, 3.0}
+        Tesla; sets relaxation times.
+
+    Returns
+    -------
+    Subject
+    """
+    if phenotype not in PHENOTYPES:
+        raise ValueError(f"phenotype must be one of {PHENOTYPES}, got {phenotype!r}")
+    if field_strength not in (1.5, 3.0):
+        raise ValueError(f"field_strength must be 1.5 or 3.0, got {field_strength}")
+    rng = subject_rng(phenotype, seed)
+    body = draw_body(rng)
+    affected = None if phenotype == "normal" else str(rng.choice(SIDES))
+    pathology = draw_pathology(phenotype, rng, affected, nerve_t2=base_tissue("nerve", field_strength).t2,
+                               muscle_t2=base_tissue("muscle", field_strength).t2)
+    protocol = default_protocol()
+    ref = protocol["nerve"]["csa_reference_mm2"]
+    measure = tuple(protocol["nerve"]["measure_from_foramen_mm"])
+    root_csa = {k: ref[k[0]] * rp.normal_csa_ratio for k, rp in pathology.roots.items()}
+    lesions = {k: root_lesion(rp, rp.normal_csa_ratio, measure) for k, rp in pathology.roots.items()}
+    scale = {k: 1.0 - mp.atrophy for k, mp in pathology.muscles.items()}
+    anatomy = build_anatomy(body, root_csa, lesions, scale)
+    any_atrophy = any(mp.atrophy > 0 for mp in pathology.muscles.values())
+    normal_anatomy = build_anatomy(body, root_csa, {}, {}) if any_atrophy else anatomy
+    centerlines = {k: rm.extraforaminal(0.0, 45.0) for k, rm in anatomy.roots.items()}
+    return Subject(
+        id=f"{phenotype.upper()}-{seed:05d}", phenotype=phenotype, seed=int(seed), field_strength=float(field_strength),
+        affected_side=affected, body=body, pathology=pathology, anatomy=anatomy, normal_anatomy=normal_anatomy,
+        root_centerlines=centerlines,
+    )
