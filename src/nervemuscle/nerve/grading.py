@@ -9,8 +9,8 @@ from nervemuscle.grading import grade
 def normal_nerve_ratio(ratios: list[float | None], protocol: dict, *, min_roots: int = 4) -> tuple[float, str]:
     """The T2 ratio of a normal root on this exam.
 
-    With at least ``min_roots`` measured roots it is the 25th percentile of the exam's own root ratios
-    (robust to a majority of affected roots as long as about a quarter are unaffected), kept within
+    With at least ``min_roots`` measured roots it is the median of the lowest third of the exam's own
+    root ratios (robust while at least a third of the roots are unaffected), kept within
     ``protocol.nerve.normal_nerve_search_range`` (fractions of the protocol value) so that an exam with
     every root affected falls back towards the protocol's ``normal_nerve_t2_ratio``.
 
@@ -26,9 +26,10 @@ def normal_nerve_ratio(ratios: list[float | None], protocol: dict, *, min_roots:
     if len(known) < min_roots:
         return default, f"protocol normal_nerve_t2_ratio (only {len(known)} roots measured)"
     lo, hi = nerve.get("normal_nerve_search_range", [0.8, 1.15])
-    own = float(np.percentile(known, 25))
+    lowest = np.sort(known)[: int(np.ceil(len(known) / 3))]
+    own = float(np.median(lowest))
     ratio = float(np.clip(own, lo * default, hi * default))
-    return ratio, (f"25th percentile of this exam's {len(known)} root ratios ({own:.3f}), "
+    return ratio, (f"median of the lowest third of this exam's {len(known)} root ratios ({own:.3f}), "
                    f"limited to [{lo}, {hi}] x protocol value {default}")
 
 
