@@ -208,11 +208,14 @@ def test_reads_agreement_with_automated_grades(tmp_path):
     _, results = analyse_cohort(findings, clinical, reads)
     pairs = {(p["rater_a"], p["rater_b"], p["scale"]): p for p in results["agreement"]["pairs"]}
     assert results["agreement"]["primary_weighting"] == "linear"
-    assert pairs[("r1", "automated", "all")]["linear"]["kappa"] == pytest.approx(1.0)
-    k12 = pairs[("r1", "r2", "all")]["linear"]
+    assert pairs[("r1", "automated", "all ordinal")]["linear"]["kappa"] == pytest.approx(1.0)
+    k12 = pairs[("r1", "r2", "all ordinal")]["linear"]
     assert 0.3 < k12["kappa"] < 0.99 and k12["bootstrap_ci"][0] < k12["kappa"] < k12["bootstrap_ci"][1]
-    assert pairs[("r1", "r2", "all")]["n_exams"] == 68
-    assert ("r2", "automated", "muscle_edema") in pairs and ("r1", "r2", "impression") in pairs
+    assert pairs[("r1", "r2", "all ordinal")]["n_exams"] == 68
+    assert ("r2", "automated", "muscle_edema") in pairs
+    impression = pairs[("r1", "automated", "impression")]   # nominal: unweighted kappa only
+    assert impression["primary"] == "unweighted" and impression["linear"] is None
+    assert impression["unweighted"]["kappa"] == pytest.approx(1.0) and impression["n_items"] == 68
 
 
 @pytest.mark.parametrize("content, message", [

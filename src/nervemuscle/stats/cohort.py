@@ -58,14 +58,9 @@ SEVERITY_MEASURES = {
     "n_abnormal_muscles": "Number of abnormal muscles",
 }
 
-#: Reader scales and where the automated grade of the same item lives in findings.json.
-AUTOMATED_SCALES = {
-    "nerve_t2": ("nerves", "t2_grade"),
-    "nerve_calibre": ("nerves", "thickening_grade"),
-    "muscle_edema": ("muscles", "edema_grade"),
-    "muscle_fat": ("muscles", "fat_grade"),
-    "muscle_atrophy": ("muscles", "atrophy_grade"),
-}
+#: Reader scales that are not ordinal: agreement by unweighted kappa (the impression codes
+#: 0 normal, 1 nerve, 2 muscle, 3 both of nervemuscle.reader.forms).
+NOMINAL_SCALES = ("impression",)
 
 PAPER = {
     "source": "Staff NP et al., Muscle Nerve 2015;52(1):137-9, doi:10.1002/mus.24630",
@@ -329,24 +324,24 @@ def diagnostic_accuracy(cohort: Cohort, positive: str = "ALS", negative: str = "
 
 
 def automated_reads(findings: dict[str, dict]) -> pd.DataFrame:
-    """The automated grades in the reads format (exam_id, item, scale, grade), reader 'automated'."""
-    rows = []
-    for exam_id, doc in findings.items():
-        for scale, (part, key) in AUTOMATED_SCALES.items():
-            for item in doc[part]:
-                g = item.get(key)
-                if g is not None:
-                    name = item["segment"] if part == "nerves" else item["name"]
-                    rows.append((exam_id, "automated", f"{name}_{item['side']}", scale, int(g)))
-        sev = [doc["summary"].get(k) for k in ("nerve_severity", "muscle_severity")]
-        known = [SEVERITY_NAMES.index(s) for s in sev if s is not None]
-        if known:
-            rows.append((exam_id, "automated", "overall", "impression", max(known)))
+    """The automated grades in the reads format (exam_id, reader 'automated', item, scale, grade).
+
+    Uses the reader app's vocabulary (:func:`nervemuscle.reader.forms.automated_grades`), so the
+    two sides of every comparison mean the same thing.
+    """
+    from nervemuscle.reader.forms import automated_grades
+
+    rows = [(exam_id, "automated", item, scale, g)
+            for exam_id, doc in findings.items() for (item, scale), g in automated_grades(doc).items()]
     return pd.DataFrame(rows, columns=["exam_id", "reader", "item", "scale", "grade"])
 
 
 def reader_agreement(reads: pd.DataFrame, findings: dict[str, dict], n_boot: int = 2000) -> dict:
-    """Weighted kappa (linear primary, quadratic too) between every pair of readers and each reader vs automated."""
+    """Kappa between every pair of readers and each reader vs the automated grades.
+
+    Ordinal scales: linearly weighted kappa (primary) and quadratic; the nominal impression scale:
+    unweighted kappa. Per scale and pooled over all ordinal scales.
+    """
     auto = automated_reads(findings)
     readers = sorted(reads["reader"].unique())
     everyone = pd.concat([reads[auto.columns], auto], ignore_index=True)
@@ -355,16 +350,19 @@ def reader_agreement(reads: pd.DataFrame, findings: dict[str, dict], n_boot: int
     rows = []
     for a, b in pairs:
         merged = everyone[everyone["reader"] == a].merge(everyone[everyone["reader"] == b], on=keys, suffixes=("_a", "_b"))
-        for scale in ["all"] + sorted(merged["scale"].unique()):
-            sub = merged if scale == "all" else merged[merged["scale"] == scale]
+        ordinal = merged[~merged["scale"].isin(NOMINAL_SCALES)]
+        subsets = [("all ordinal", ordinal)] + [(sc, merged[merged["scale"] == sc]) for sc in sorted(merged["scale"].unique())]
+        for scale, sub in subsets:
             if sub.empty:
                 continue
+            nominal = scale in NOMINAL_SCALES
             row = {"rater_a": a, "rater_b": b, "scale": scale, "n_items": int(len(sub)),
-                   "n_exams": int(sub["exam_id"].nunique())}
-            for wt in ("linear", "quadratic"):
-                row[wt] = kappa_with_bootstrap(sub["grade_a"], sub["grade_b"], sub["exam_id"], 4, wt, n_boot=n_boot)
+                   "n_exams": int(sub["exam_id"].nunique()), "primary": "unweighted" if nominal else PRIMARY_WEIGHTING}
+            for wt in ("linear", "quadratic", "unweighted"):
+                row[wt] = None if nominal and wt != "unweighted" else kappa_with_bootstrap(
+                    sub["grade_a"], sub["grade_b"], sub["exam_id"], 4, wt, n_boot=n_boot)
             rows.append(row)
-    return {"primary_weighting": PRIMARY_WEIGHTING, "readers": readers, "pairs": rows,
+    return {"primary_weighting": PRIMARY_WEIGHTING, "nominal_scales": list(NOMINAL_SCALES), "readers": readers, "pairs": rows,
             "unmatched_exams": sorted(set(reads["exam_id"]) - set(findings))}
 
 
