@@ -1,0 +1,460 @@
+"""DICOM MR series: find files, read headers, group and split series, check slice geometry, build RAS+ volumes.
+
+Every image frame (a classic single-frame file or one frame of an enhanced multi-frame file) becomes a
+:class:`Frame`. Frames are grouped by SeriesInstanceUID and split when they mix geometry (orientation, matrix,
+pixel spacing), echo time, image type or diffusion weighting. Slices are sorted along the slice normal and the
+spacing is checked; the affine is built from ImagePositionPatient / ImageOrientationPatient / PixelSpacing and
+converted from DICOM LPS to RAS (docs/geometry.md).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from nervemuscle.errors import BadInputError
+from nervemuscle.volume import Volume
+
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_PIXEL_DATA = 0x7FE00010
+_NATIVE_SYNTAXES = {ExplicitVRLittleEndian: "<", ImplicitVRLittleEndian: "<", ExplicitVRBigEndian: ">"}
+#: Slice positions closer than this (mm) are duplicates.
+DUPLICATE_TOLERANCE_MM = 0.01
+#: Allowed deviation of one slice step from the median step: max(absolute mm, relative fraction).
+SPACING_TOLERANCE = (0.02, 0.02)
+_SERIES_ATTRIBUTES = ("Manufacturer", "ManufacturerModelName", "ScanningSequence", "SequenceVariant", "ScanOptions",
+                      "SequenceName", "ImageType", "RepetitionTime", "EchoTime", "InversionTime", "MRAcquisitionType",
+                      "MagneticFieldStrength", "SliceThickness", "SpacingBetweenSlices", "FlipAngle",
+                      "EchoTrainLength", "ProtocolName", "PulseSequenceName", "Modality", "BodyPartExamined",
+                      "PatientPosition")
+_PATIENT_ATTRIBUTES = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "StudyDate",
+                       "StudyTime", "StudyInstanceUID", "AccessionNumber", "InstitutionName")
+
+
+@dataclass
+class Frame:
+    """One 2-D image of a DICOM file and the header values needed to place and group it."""
+
+    path: Path
+    index: int | None          # frame number in an enhanced multi-frame file, None for a single-frame file
+    header: pydicom.Dataset    # the file's dataset (pixel data deferred)
+    position: np.ndarray       # ImagePositionPatient, LPS mm
+    orientation: np.ndarray    # ImageOrientationPatient (6,)
+    pixel_spacing: tuple[float, float]
+    rows: int
+    columns: int
+    slope: float
+    intercept: float
+    echo_time: float | None
+    image_type: tuple[str, ...]
+    diffusion: tuple | None    # (b-value, gradient direction) when diffusion-weighted
+    slice_thickness: float | None
+    spacing_between_slices: float | None
+
+
+@dataclass
+class SeriesFrames:
+    """The frames of one (possibly split) series, sorted along the slice normal."""
+
+    uid: str
+    frames: list[Frame]
+    split_note: str
+
+
+def list_files(root: Path) -> list[Path]:
+    """All regular files below ``root`` (any nesting, any names), sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out.extend(Path(dirpath) / name for name in sorted(filenames))
+    return out
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_header(path: Path) -> pydicom.Dataset | None:
+    """Header of a DICOM file with the pixel data deferred, or None when the file is not DICOM.
+
+    Raises
+    ------
+    BadInputError
+        A file with the DICOM signature whose header cannot be parsed (truncated or corrupt).
+    """
+    try:
+        return pydicom.dcmread(path, defer_size=4096)
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # pydicom raises many types for damaged files
+        if _has_dicm_magic(path):
+            raise BadInputError(f"truncated or corrupt DICOM header ({exc.__class__.__name__}: {exc})",
+                                path) from None
+        return None
+
+
+def _float(value, default: float | None = None) -> float | None:
+    try:
+        return default if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _multi(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return [str(v) for v in value]
+    return [str(value)] if str(value) else []
+
+
+def _item(ds: pydicom.Dataset, frame: pydicom.Dataset | None, sequence: str) -> pydicom.Dataset | None:
+    """Functional-group macro ``sequence`` for a frame: per-frame first, then shared."""
+    for group in (frame, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
+        if group is not None and sequence in group and len(group[sequence].value):
+            return group[sequence].value[0]
+    return None
+
+
+def _require(value, name: str, path: Path):
+    if value is None:
+        raise BadInputError(f"missing {name}, cannot place the image in space", path)
+    return value
+
+
+def frames_of(path: Path, ds: pydicom.Dataset) -> list[Frame]:
+    """The image frames of one MR file (classic or enhanced multi-frame)."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise BadInputError("no pixel data (an MR image file without the PixelData element)", path)
+    rows, columns = int(_require(ds.get("Rows"), "Rows", path)), int(_require(ds.get("Columns"), "Columns", path))
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        bvalue = _float(ds.get("DiffusionBValue"))
+        direction = tuple(np.round(_float_list(ds.get("DiffusionGradientOrientation"), 3), 3)) or None
+        return [Frame(path=path, index=None, header=ds,
+                      position=np.array(_float_list(_require(ds.get("ImagePositionPatient"),
+                                                             "ImagePositionPatient", path), 3)),
+                      orientation=np.array(_float_list(_require(ds.get("ImageOrientationPatient"),
+                                                                "ImageOrientationPatient", path), 6)),
+                      pixel_spacing=tuple(_float_list(_require(ds.get("PixelSpacing"), "PixelSpacing", path), 2)),
+                      rows=rows, columns=columns,
+                      slope=_float(ds.get("RescaleSlope"), 1.0), intercept=_float(ds.get("RescaleIntercept"), 0.0),
+                      echo_time=_float(ds.get("EchoTime")), image_type=tuple(_multi(ds.get("ImageType"))),
+                      diffusion=(bvalue, direction) if bvalue else None,
+                      slice_thickness=_float(ds.get("SliceThickness")),
+                      spacing_between_slices=_float(ds.get("SpacingBetweenSlices")))]
+    frames = []
+    for index, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        plane = _item(ds, group, "PlanePositionSequence")
+        orient = _item(ds, group, "PlaneOrientationSequence")
+        measures = _item(ds, group, "PixelMeasuresSequence")
+        scaling = _item(ds, group, "PixelValueTransformationSequence")
+        echo = _item(ds, group, "MREchoSequence")
+        ftype = _item(ds, group, "MRImageFrameTypeSequence")
+        diff = _item(ds, group, "MRDiffusionSequence")
+        bvalue = _float(diff.get("DiffusionBValue")) if diff is not None else None
+        direction = None
+        if diff is not None and "DiffusionGradientDirectionSequence" in diff and diff.DiffusionGradientDirectionSequence:
+            direction = tuple(np.round(_float_list(
+                diff.DiffusionGradientDirectionSequence[0].get("DiffusionGradientOrientation"), 3), 3)) or None
+        where = f"frame {index + 1}"
+        frames.append(Frame(
+            path=path, index=index, header=ds,
+            position=np.array(_float_list(_require(plane and plane.get("ImagePositionPatient"),
+                                                   f"ImagePositionPatient of {where}", path), 3)),
+            orientation=np.array(_float_list(_require(orient and orient.get("ImageOrientationPatient"),
+                                                      f"ImageOrientationPatient of {where}", path), 6)),
+            pixel_spacing=tuple(_float_list(_require(measures and measures.get("PixelSpacing"),
+                                                     f"PixelSpacing of {where}", path), 2)),
+            rows=rows, columns=columns,
+            slope=_float(scaling.get("RescaleSlope"), 1.0) if scaling else 1.0,
+            intercept=_float(scaling.get("RescaleIntercept"), 0.0) if scaling else 0.0,
+            echo_time=_float(echo.get("EffectiveEchoTime")) if echo else None,
+            image_type=tuple(_multi(ftype.get("FrameType"))) if ftype else tuple(_multi(ds.get("ImageType"))),
+            diffusion=(bvalue, direction) if bvalue else None,
+            slice_thickness=_float(measures.get("SliceThickness")) if measures else None,
+            spacing_between_slices=_float(measures.get("SpacingBetweenSlices")) if measures else None))
+    return frames
+
+
+def _float_list(value, n: int) -> list[float]:
+    if value is None:
+        return []
+    values = [float(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"expected {n} values, got {len(values)}")
+    return values
+
+
+def _split_groups(uid: str, frames: list[Frame]) -> list[SeriesFrames]:
+    """Split one SeriesInstanceUID into groups of uniform geometry, echo time, image type and diffusion."""
+    def geometry(f: Frame):
+        return (tuple(np.round(f.orientation, 3)), f.rows, f.columns, tuple(np.round(f.pixel_spacing, 4)))
+
+    keys = {
+        "ori": geometry,
+        "te": lambda f: None if f.echo_time is None else round(f.echo_time, 3),
+        "type": lambda f: f.image_type,
+        "dwi": lambda f: f.diffusion,
+    }
+    groups: dict[tuple, list[Frame]] = {}
+    for frame in frames:
+        groups.setdefault(tuple(key(frame) for key in keys.values()), []).append(frame)
+    if len(groups) == 1:
+        return [SeriesFrames(uid, frames, "")]
+    # rank each varying dimension; order: geometry by first appearance, the others sorted
+    varying = [d for d, name in enumerate(keys) if len({k[d] for k in groups}) > 1]
+    ranks = []
+    for d in range(len(keys)):
+        values = list(dict.fromkeys(k[d] for k in groups))
+        if d != 0:
+            values = sorted(values, key=lambda v: (v is None, str(v) if not isinstance(v, float) else f"{v:020.6f}"))
+        ranks.append({v: i + 1 for i, v in enumerate(values)})
+    names = list(keys)
+    out = []
+    for key, members in groups.items():
+        suffix = "".join(f".{names[d]}{ranks[d][key[d]]}" for d in varying)
+        note = "split by " + ", ".join(names[d] for d in varying)
+        out.append(SeriesFrames(uid + suffix, members, note))
+    return sorted(out, key=lambda g: g.uid)
+
+
+def sort_and_check(group: SeriesFrames) -> tuple[list[Frame], np.ndarray, list[str]]:
+    """Sort frames along the slice normal and check the spacing.
+
+    Returns
+    -------
+    frames : list of Frame
+        Sorted by position along the normal (ascending).
+    step : (3,) ndarray
+        LPS vector from one slice to the next, in mm.
+    warnings : list of str
+
+    Raises
+    ------
+    BadInputError
+        Duplicate slice positions, a missing slice, inconsistent spacing or slices off a straight line.
+    """
+    frames = group.frames
+    iop = frames[0].orientation
+    normal = np.cross(iop[:3], iop[3:])
+    positions = np.array([f.position for f in frames])
+    distance = positions @ normal
+    order = np.argsort(distance, kind="stable")
+    frames = [frames[i] for i in order]
+    positions, distance = positions[order], distance[order]
+    if len(frames) == 1:
+        f = frames[0]
+        thickness = f.spacing_between_slices or f.slice_thickness
+        warnings = [] if thickness else ["single slice without SliceThickness: 1 mm assumed"]
+        return frames, normal * (thickness or 1.0), warnings
+    steps = np.diff(distance)
+    dup = np.flatnonzero(steps < DUPLICATE_TOLERANCE_MM)
+    if dup.size:
+        a, b = frames[dup[0]], frames[dup[0] + 1]
+        raise BadInputError(f"duplicate slice at position {distance[dup[0]]:.2f} mm along the slice normal "
+                            f"(same as {_frame_name(a)}) in series {group.uid}", b.path)
+    median = float(np.median(steps))
+    tolerance = max(SPACING_TOLERANCE[0], SPACING_TOLERANCE[1] * median)
+    bad = np.flatnonzero(np.abs(steps - median) > tolerance)
+    if bad.size:
+        i = bad[0]
+        ratio = steps[i] / median
+        kind = ("missing slice" if abs(ratio - round(ratio)) * median <= tolerance and round(ratio) >= 2
+                else "inconsistent slice spacing")
+        raise BadInputError(f"{kind}: step of {steps[i]:.3f} mm after {_frame_name(frames[i])} where the series "
+                            f"{group.uid} has {median:.3f} mm", frames[i + 1].path)
+    step = (positions[-1] - positions[0]) / (len(frames) - 1)
+    expected = positions[0] + np.arange(len(frames))[:, None] * step
+    off_line = np.linalg.norm(positions - expected, axis=1)
+    if off_line.max() > tolerance:
+        i = int(off_line.argmax())
+        raise BadInputError(f"slice positions are not on a straight line ({off_line[i]:.3f} mm off) in series "
+                            f"{group.uid}", frames[i].path)
+    return frames, step, []
+
+
+def _frame_name(frame: Frame) -> str:
+    return frame.path.name + (f" frame {frame.index + 1}" if frame.index is not None else "")
+
+
+def frame_affine(first: Frame, step: np.ndarray) -> np.ndarray:
+    """RAS+ affine of voxel (i=column, j=row, k=slice) from the first frame and the LPS slice step."""
+    row_cos, col_cos = first.orientation[:3], first.orientation[3:]
+    row_spacing, col_spacing = first.pixel_spacing  # DICOM: (between rows, between columns)
+    lps = np.eye(4)
+    lps[:3, 0] = row_cos * col_spacing
+    lps[:3, 1] = col_cos * row_spacing
+    lps[:3, 2] = step
+    lps[:3, 3] = first.position
+    return LPS_TO_RAS @ lps
+
+
+def _native_pixels(ds: pydicom.Dataset, path: Path, n_frames: int) -> np.ndarray | None:
+    """Uncompressed pixel data read straight from the file (fast path), or None when not applicable."""
+    endian = _NATIVE_SYNTAXES.get(ds.file_meta.get("TransferSyntaxUID"))
+    bits, stored = int(ds.get("BitsAllocated", 0)), int(ds.get("BitsStored", 0))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    if endian is None or int(ds.get("SamplesPerPixel", 1)) != 1 or bits not in (8, 16, 32) or \
+            (signed and stored != bits):
+        return None
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    dtype = np.dtype(f"{endian}{'i' if signed else 'u'}{bits // 8}")
+    count = n_frames * int(ds.Rows) * int(ds.Columns)
+    if not isinstance(raw, pydicom.dataelem.RawDataElement):
+        return None
+    if raw.value is not None:  # small enough to have been read with the header
+        if len(raw.value) < count * dtype.itemsize:
+            raise BadInputError(f"truncated pixel data ({len(raw.value)} of {count * dtype.itemsize} bytes)", path)
+        data = np.frombuffer(raw.value, dtype=dtype, count=count)
+    elif raw.length < count * dtype.itemsize or os.path.getsize(path) < raw.value_tell + count * dtype.itemsize:
+        raise BadInputError(f"truncated pixel data ({os.path.getsize(path) - raw.value_tell} of "
+                            f"{count * dtype.itemsize} bytes)", path)
+    else:
+        data = np.fromfile(path, dtype=dtype, count=count, offset=raw.value_tell)
+    return data.astype(dtype.newbyteorder("="), copy=False).reshape(n_frames, int(ds.Rows), int(ds.Columns))
+
+
+def read_pixels(path: Path, ds: pydicom.Dataset) -> np.ndarray:
+    """All frames of one file as ``(frames, rows, columns)``; compressed syntaxes decode via pylibjpeg."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    data = _native_pixels(ds, path, n_frames)
+    if data is not None:
+        return data
+    try:
+        data = pydicom.dcmread(path).pixel_array
+    except Exception as exc:
+        raise BadInputError(f"cannot decode pixel data ({exc.__class__.__name__}: {exc})", path) from None
+    if data.ndim != (3 if n_frames > 1 else 2):
+        raise BadInputError(f"unsupported pixel layout {data.shape} (colour or multi-sample images)", path)
+    return data.reshape(n_frames, *data.shape[-2:])
+
+
+def build_volume(frames: list[Frame], step: np.ndarray, pixels: dict[Path, np.ndarray]) -> Volume:
+    """Stack sorted frames into a RAS+ :class:`Volume` (i=column, j=row, k=slice), rescaled."""
+    stack = np.stack([pixels[f.path][f.index or 0] for f in frames])  # (k, rows, columns)
+    slopes = np.array([f.slope for f in frames])
+    intercepts = np.array([f.intercept for f in frames])
+    if np.any(slopes != 1) or np.any(intercepts != 0):
+        stack = (stack * slopes[:, None, None] + intercepts[:, None, None]).astype(np.float32)
+    return Volume(stack.transpose(2, 1, 0), frame_affine(frames[0], step))
+
+
+def series_attributes(frames: list[Frame]) -> dict:
+    """JSON-serialisable acquisition attributes (times in ms) of a group of frames."""
+    ds = frames[0].header
+    out: dict = {}
+    for name in _SERIES_ATTRIBUTES:
+        value = ds.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, pydicom.multival.MultiValue):
+            out[name] = [str(v) for v in value]
+        elif isinstance(value, (pydicom.valuerep.DSfloat, pydicom.valuerep.IS, float, int)):
+            out[name] = float(value) if not isinstance(value, (pydicom.valuerep.IS, int)) else int(value)
+        else:
+            out[name] = str(value)
+    for name in ("ScanningSequence", "SequenceVariant", "ScanOptions", "ImageType"):
+        if name in out and isinstance(out[name], str):
+            out[name] = [out[name]]
+    if frames[0].index is not None:
+        out.update(_enhanced_attributes(ds, frames[0]))
+    out["ImageType"] = list(frames[0].image_type)
+    if frames[0].echo_time is not None:
+        out["EchoTime"] = frames[0].echo_time
+    if frames[0].diffusion:
+        out["DiffusionBValue"] = frames[0].diffusion[0]
+    out["SOPClassUID"] = str(ds.get("SOPClassUID", ""))
+    out["TransferSyntaxUID"] = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    return out
+
+
+def _enhanced_attributes(ds: pydicom.Dataset, frame: Frame) -> dict:
+    """Classic-style attributes from the enhanced MR macros (EchoPulseSequence, InversionRecovery, ...)."""
+    group = ds.PerFrameFunctionalGroupsSequence[frame.index]
+    out: dict = {}
+    scanning = {"SPIN": ["SE"], "GRADIENT": ["GR"], "BOTH": ["SE", "GR"]}.get(str(ds.get("EchoPulseSequence", "")), [])
+    if str(ds.get("InversionRecovery", "")) == "YES":
+        scanning.append("IR")
+    if ds.get("EchoPlanarPulseSequence") == "YES":
+        scanning.append("EP")
+    if scanning:
+        out["ScanningSequence"] = scanning
+    timing = _item(ds, group, "MRTimingAndRelatedParametersSequence")
+    if timing is not None and timing.get("RepetitionTime") is not None:
+        out["RepetitionTime"] = float(timing.RepetitionTime)
+    modifier = _item(ds, group, "MRModifierSequence")
+    if modifier is not None and modifier.get("InversionTimes"):
+        out["InversionTime"] = float(_multi(modifier.InversionTimes)[0])
+    if ds.get("PulseSequenceName"):
+        out.setdefault("SequenceName", str(ds.PulseSequenceName))
+    if frame.slice_thickness:
+        out["SliceThickness"] = frame.slice_thickness
+    return out
+
+
+def patient_of(ds: pydicom.Dataset) -> dict:
+    """Patient and study identifiers of a dataset (strings; absent ones left out)."""
+    return {name: str(ds.get(name)) for name in _PATIENT_ATTRIBUTES if ds.get(name) not in (None, "")}
+
+
+def read_dicom_files(paths: list[Path], workers: int = 4) -> tuple[list[tuple[Path, pydicom.Dataset]], int, list[str]]:
+    """Headers of the MR image files among ``paths``.
+
+    Returns
+    -------
+    headers : list of (path, dataset)
+    n_ignored : int
+        Files skipped: not DICOM, DICOMDIR, or not an MR image.
+    warnings : list of str
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        datasets = list(pool.map(read_header, paths))
+    headers, skipped_other = [], {}
+    n_not_dicom = 0
+    for path, ds in zip(paths, datasets):
+        if ds is None:
+            n_not_dicom += 1
+            continue
+        sop = str(ds.get("SOPClassUID", ds.file_meta.get("MediaStorageSOPClassUID", "")))
+        if sop in (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE) or (not sop and ds.get("Modality") == "MR"):
+            headers.append((path, ds))
+        else:
+            label = f"{ds.get('Modality', '?')} {pydicom.uid.UID(sop).name if sop else 'unknown SOP class'}"
+            skipped_other[label] = skipped_other.get(label, 0) + 1
+    warnings = [f"skipped {n} non-MR-image DICOM file(s): {label}" for label, n in sorted(skipped_other.items())]
+    if n_not_dicom:
+        warnings.insert(0, f"skipped {n_not_dicom} non-DICOM file(s)")
+    return headers, n_not_dicom + sum(skipped_other.values()), warnings
+
+
+def group_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[SeriesFrames]:
+    """Frames grouped by SeriesInstanceUID and split into uniform groups."""
+    by_uid: dict[str, list[Frame]] = {}
+    for path, ds in headers:
+        try:
+            frames = frames_of(path, ds)
+        except ValueError as exc:
+            raise BadInputError(f"malformed geometry attribute ({exc})", path) from None
+        uid = str(ds.get("SeriesInstanceUID") or f"no-uid-{ds.get('SeriesNumber', 0)}")
+        by_uid.setdefault(uid, []).extend(frames)
+    return [g for uid, frames in by_uid.items() for g in _split_groups(uid, frames)]
+
+
+def load_pixels(paths: list[Path], datasets: dict[Path, pydicom.Dataset], workers: int = 4) -> dict[Path, np.ndarray]:
+    """Pixel arrays of the given files, read in a thread pool."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(lambda p: read_pixels(p, datasets[p]), paths))
+    return dict(zip(paths, arrays))

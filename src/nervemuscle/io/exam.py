@@ -1,0 +1,205 @@
+"""Load an exam folder (DICOM or NIfTI) into classified series, and write it out as NIfTI + ``series.json``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nervemuscle.errors import BadInputError, OutputError
+from nervemuscle.io import dicom, nifti
+from nervemuscle.io.classify import classify_series
+from nervemuscle.io.series import ROLES, Exam, Series
+
+
+def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
+    """Read every MR series below ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder of DICOM files (any nesting and names) and/or NIfTI files with optional JSON sidecars.
+    role_overrides : dict, optional
+        ``{series_number: role}`` replacing the automatic classification (all sub-series of a split series).
+
+    Returns
+    -------
+    Exam
+        Series sorted by (number, uid).
+
+    Raises
+    ------
+    BadInputError
+        Missing/empty folder, no images, or an inconsistent series (names the file).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BadInputError("exam folder not found", root)
+    overrides = dict(role_overrides or {})
+    for number, role in overrides.items():
+        if role not in ROLES:
+            raise BadInputError(f"unknown role {role!r} for series {number} (expected one of {', '.join(ROLES)})",
+                                root)
+    files = dicom.list_files(root)
+    if not files:
+        raise BadInputError("empty folder: no files found", root)
+    nifti_files = [f for f in files if nifti.is_nifti(f)]
+    nifti_stems = {f.with_name(nifti.nifti_stem(f) + ".json") for f in nifti_files}
+    other = [f for f in files if not nifti.is_nifti(f) and f not in nifti_stems]
+    headers, n_ignored, warnings = dicom.read_dicom_files(other)
+    series = [*_dicom_series(headers), *(_nifti_series(f) for f in nifti_files)]
+    if not series:
+        raise BadInputError(f"no DICOM MR images or NIfTI files found ({n_ignored} file(s) ignored)", root)
+    for s in series:
+        if s.number is not None and s.number in overrides:
+            s.role, s.role_reason = overrides[s.number], f"set by the user (automatic: {s.role}: {s.role_reason})"
+    series.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
+    patient = dicom.patient_of(headers[0][1]) if headers else {}
+    return Exam(path=root, series=series, n_ignored_files=n_ignored, warnings=warnings, patient=patient)
+
+
+def _dicom_series(headers) -> list[Series]:
+    groups = dicom.group_series(headers)
+    sorted_groups = [(g, *dicom.sort_and_check(g)) for g in groups]
+    datasets = {p: ds for p, ds in headers}
+    used = sorted({f.path for g in groups for f in g.frames})
+    pixels = dicom.load_pixels(used, datasets)
+    out = []
+    for group, frames, step, warnings in sorted_groups:
+        volume = dicom.build_volume(frames, step, pixels)
+        attributes = dicom.series_attributes(frames)
+        ds = frames[0].header
+        description = str(ds.get("SeriesDescription", "") or "")
+        role, reason = classify_series(attributes, description)
+        notes = [*warnings, *([f"{group.split_note} (sub-series of {ds.get('SeriesInstanceUID')})"]
+                              if group.split_note else [])]
+        volume.metadata.update(attributes=attributes, source="dicom")
+        number = ds.get("SeriesNumber")
+        out.append(Series(uid=group.uid, number=int(number) if number not in (None, "") else None,
+                          description=description, volume=volume, role=role, role_reason=reason,
+                          n_files=len({f.path for f in frames}), attributes=attributes, warnings=notes))
+    return out
+
+
+def _nifti_series(path: Path) -> Series:
+    volume, warnings = nifti.read_nifti(path)
+    sidecar = nifti.read_sidecar(path)
+    attributes = nifti.sidecar_attributes(sidecar)
+    description = str(sidecar.get("SeriesDescription") or sidecar.get("ProtocolName") or nifti.nifti_stem(path))
+    role, reason = classify_series(attributes, description)
+    if role == "other" and description != nifti.nifti_stem(path):
+        stem_role, stem_reason = classify_series(attributes, nifti.nifti_stem(path))
+        if stem_role != "other":
+            role, reason = stem_role, f"file name: {stem_reason}"
+    number = sidecar.get("SeriesNumber")
+    volume.metadata.update(attributes=attributes)
+    return Series(uid=nifti.nifti_stem(path), number=int(number) if isinstance(number, (int, float)) else None,
+                  description=description, volume=volume, role=role, role_reason=reason, n_files=1,
+                  attributes=attributes, warnings=warnings)
+
+
+def safe_name(text: str) -> str:
+    """File-name-safe version of a description (letters, digits, ``-``, ``_``)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_")[:60] or "series"
+
+
+def _pseudonym(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:16]
+
+
+def series_record(series: Series, file_name: str, deidentify: bool) -> dict:
+    """The ``series.json`` entry of one series."""
+    vol = series.volume
+    return {
+        "file": file_name,
+        "uid": _pseudonym(series.uid) if deidentify else series.uid,
+        "number": series.number,
+        "description": series.description,
+        "role": series.role,
+        "role_reason": series.role_reason,
+        "shape": list(vol.shape),
+        "spacing": [round(float(v), 6) for v in vol.spacing],
+        "orientation": vol.orientation,
+        "affine": np.asarray(vol.affine).round(6).tolist(),
+        "dtype": str(vol.data.dtype),
+        "n_files": series.n_files,
+        "attributes": series.attributes,
+        "warnings": series.warnings,
+    }
+
+
+def write_ingest(exam: Exam, out_dir, deidentify: bool = False) -> Path:
+    """Write one NIfTI per series (``<number>_<description>.nii.gz``) and ``series.json``, atomically.
+
+    Files are written into a temporary folder next to ``out_dir`` which then replaces ``out_dir``.
+    With ``deidentify`` the patient block is dropped, UIDs are replaced by hashes and the exam path by its name.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    OutputError
+        ``out_dir`` (or its parent) cannot be written.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError("output exists and is not a folder", out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write output ({exc.strerror or exc})", out) from None
+    try:
+        records, used = [], set()
+        for index, series in enumerate(exam.series):
+            number = series.number if series.number is not None else index + 1
+            split = re.findall(r"\.((?:ori|te|type|dwi)\d+)", series.uid)
+            name = f"{number}_{safe_name(series.description)}" + "".join(f"_{part}" for part in split)
+            base, k = name, 2
+            while name in used:
+                name, k = f"{base}_{k}", k + 1
+            used.add(name)
+            series.volume.save(tmp / f"{name}.nii.gz")
+            records.append(series_record(series, f"{name}.nii.gz", deidentify))
+        summary = {
+            "exam": exam.path.name if deidentify else str(exam.path),
+            "n_series": len(records),
+            "n_ignored_files": exam.n_ignored_files,
+            "warnings": exam.warnings,
+            "deidentified": deidentify,
+            "patient": {} if deidentify else exam.patient,
+            "series": records,
+        }
+        (tmp / "series.json").write_text(json.dumps(summary, indent=2))
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write output ({exc.strerror or exc})", out) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``; an existing ``final`` is swapped out first and removed afterwards."""
+    if not final.exists():
+        tmp.rename(final)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    final.rename(old)
+    try:
+        tmp.rename(final)
+    except OSError:
+        old.rename(final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
