@@ -138,7 +138,7 @@ def _require(value, name: str, path: Path):
 def frames_of(path: Path, ds: pydicom.Dataset) -> list[Frame]:
     """The image frames of one MR file (classic or enhanced multi-frame)."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise BadInputError("no pixel data (an MR image file without the PixelData element)", path)
+        raise BadInputError("no pixel data (the file is truncated or has no PixelData element)", path)
     rows, columns = int(_require(ds.get("Rows"), "Rows", path)), int(_require(ds.get("Columns"), "Columns", path))
     if "PerFrameFunctionalGroupsSequence" not in ds:
         bvalue = _float(ds.get("DiffusionBValue"))
@@ -428,7 +428,7 @@ def read_dicom_files(paths: list[Path], workers: int = 4) -> tuple[list[tuple[Pa
         if ds is None:
             n_not_dicom += 1
             continue
-        sop = str(ds.get("SOPClassUID", ds.file_meta.get("MediaStorageSOPClassUID", "")))
+        sop = str(ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
         if sop in (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE) or (not sop and ds.get("Modality") == "MR"):
             headers.append((path, ds))
         else:

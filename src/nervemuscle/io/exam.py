@@ -60,6 +60,9 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
             s.role, s.role_reason = overrides[s.number], f"set by the user (automatic: {s.role}: {s.role_reason})"
     series.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
     patient = dicom.patient_of(headers[0][1]) if headers else {}
+    patient_ids = {str(ds.get("PatientID", "")) for _, ds in headers}
+    if len(patient_ids) > 1:
+        warnings.append(f"files of {len(patient_ids)} different PatientIDs; the patient block shows the first")
     return Exam(path=root, series=series, n_ignored_files=n_ignored, warnings=warnings, patient=patient)
 
 
@@ -170,7 +173,7 @@ def write_ingest(exam: Exam, out_dir, deidentify: bool = False) -> Path:
             series.volume.save(tmp / f"{name}.nii.gz")
             records.append(series_record(series, f"{name}.nii.gz", deidentify))
         summary = {
-            "exam": exam.path.name if deidentify else str(exam.path),
+            "exam": exam.path.name if deidentify else str(exam.path.resolve()),
             "n_series": len(records),
             "n_ignored_files": exam.n_ignored_files,
             "warnings": exam.warnings,
