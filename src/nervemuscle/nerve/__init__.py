@@ -29,10 +29,12 @@ __all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
 WORK_STEP_MM = 1.0
 SIGMAS_MM = (1.0, 1.5, 2.0, 2.5)
 #: Lateral distance (mm) from the canal axis at which a root is taken to leave its foramen.
-FORAMEN_LATERAL_MM = 14.0
+FORAMEN_LATERAL_MM = 15.0
 #: Region around the canal (mm, relative to the canal centre) searched for roots.
 ROI_LATERAL_MM = 85.0
 ROI_AP_MM = (-30.0, 70.0)
+#: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
+ROOT_MIN_SIGNAL = 1.1
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -149,10 +151,12 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     response_data, _ = tubularity(work.data, work.spacing, SIGMAS_MM)
     response = work.with_data(response_data)
     _blank_canal(response, canal)
-    exits = {side: find_exit_peaks(response, canal, side) for side in SIDES}
+    local_muscle, local_method = estimate_muscle_reference(work)
+    exits = {side: find_exit_peaks(response, work, canal, side, min_signal=ROOT_MIN_SIGNAL * local_muscle)
+             for side in SIDES}
     named = name_levels(exits)
     if muscle_reference is None:
-        muscle_reference, reference_method = estimate_muscle_reference(work, canal)
+        muscle_reference, reference_method = local_muscle, local_method
     else:
         reference_method = "provided by the caller (muscle analysis)"
     positive = response.data[response.data > 0]

@@ -2,7 +2,7 @@
 
 Each centerline point gets a plane perpendicular to the local tangent, resampled from the image in
 world mm. Inside the plane the nerve is the bright blob at the centre over a local background ``b``
-(median of an outer annulus). Two estimates are computed:
+(median of a thin ring just outside the blurred nerve edge, found from a first half-maximum pass). Two estimates are computed:
 
 * ``half_max``: area of the connected region above ``b + (peak - b) / 2`` (sub-voxel through the fine
   plane sampling);
@@ -61,7 +61,8 @@ def cross_sections(
     tangents: np.ndarray | None = None,
     radius_mm: float = 9.0,
     pixel_mm: float = 0.25,
-    background_from_mm: float = 6.5,
+    background_from_mm: float = 7.0,
+    ring_width_mm: float = 1.5,
 ) -> CrossSections:
     """Measure CSA and signal on planes perpendicular to the centerline at each of ``points``.
 
@@ -76,7 +77,9 @@ def cross_sections(
     radius_mm, pixel_mm : float
         Half-width and pixel size of the sampled planes.
     background_from_mm : float
-        Inner radius of the annulus whose median is the local background.
+        Radius of the neighbourhood used for the first background guess (its darkest fifth).
+    ring_width_mm : float
+        Width of the ring just outside the blurred nerve edge whose median is the local background.
 
     Returns
     -------
@@ -97,31 +100,41 @@ def cross_sections(
     signal = np.full(n, np.nan)
     background = np.full(n, np.nan)
     centres = pts.copy()
-    annulus = rr >= background_from_mm
     core = rr <= 1.5
+    near = rr <= background_from_mm
     pix_area = pixel_mm**2
     for i in range(n):  # one plane at a time; each plane is processed with array operations
         plane = planes[i]
-        if np.isnan(plane[core]).any() or np.isnan(plane).mean() > 0.3:
+        if np.isnan(plane[core]).any() or np.isnan(plane[near]).mean() > 0.3:
             continue
-        b = np.nanmedian(plane[annulus])
-        peak = np.nanmax(plane[core])
+        filled = np.nan_to_num(plane, nan=np.nanmedian(plane[near]))
+        peak = filled[core].max()
+        # first pass: darkest fifth of the surroundings as background, half-maximum blob at the centre
+        b = np.percentile(filled[near], 20)
         if not peak > b:
             continue
-        above = np.nan_to_num(plane, nan=b) > b + 0.5 * (peak - b)
-        lab, _ = ndimage.label(above)
-        centre_labels = np.unique(lab[core & above])
+        lab, _ = ndimage.label(filled > b + 0.5 * (peak - b))
+        centre_labels = np.unique(lab[core])
         blob = np.isin(lab, centre_labels[centre_labels > 0])
-        area_hm = blob.sum() * pix_area
-        csa_hm[i] = area_hm
-        w = np.clip(np.nan_to_num(plane, nan=b) - b, 0, None) * blob
-        cu, cv = (w * uu).sum() / w.sum(), (w * vv).sum() / w.sum()
         basis = bases[i]
         trace = float(np.trace(basis @ cov @ basis.T))
-        r_hm = np.sqrt(area_hm / np.pi)
-        mask = np.hypot(uu - cu, vv - cv) <= min(r_hm + 3.0 * np.sqrt(trace / 2.0), background_from_mm)
-        excess = (np.nan_to_num(plane, nan=b) - b) * mask
+        blur = np.sqrt(trace / 2.0)
+        r_hm = np.sqrt(blob.sum() * pix_area / np.pi)
+        w = np.clip(filled - b, 0, None) * blob
+        cu, cv = (w * uu).sum() / w.sum(), (w * vv).sum() / w.sum()
+        dist = np.hypot(uu - cu, vv - cv)
+        # second pass: background from a ring hugging the nerve, outside its blurred edge
+        ring = (dist >= r_hm + 2.5 * blur) & (dist <= r_hm + 2.5 * blur + ring_width_mm)
+        b = float(np.median(filled[ring]))
+        lab, _ = ndimage.label(filled > b + 0.5 * (peak - b))
+        centre_labels = np.unique(lab[core])
+        blob = np.isin(lab, centre_labels[centre_labels > 0])
+        csa_hm[i] = blob.sum() * pix_area
+        r_hm = np.sqrt(csa_hm[i] / np.pi)
+        mask = dist <= r_hm + 3.0 * blur
+        excess = (filled - b) * mask
         mass = excess.sum() * pix_area
+        background[i] = b
         if mass <= 0:
             continue
         mu, mv = (excess * uu).sum() * pix_area / mass, (excess * vv).sum() * pix_area / mass
@@ -130,6 +143,5 @@ def cross_sections(
         if r2 > 0:
             csa[i] = np.pi * r2
             signal[i] = b + mass / csa[i]
-        background[i] = b
         centres[i] = pts[i] + mu * basis[0] + mv * basis[1]
     return CrossSections(centres, tangents, csa, csa_hm, signal, background)

@@ -55,16 +55,22 @@ def detect_canal(fluid: Volume, *, step_mm: float = 2.0, sac_sigma_mm: float = 3
     band = np.abs(xs - x_mid) <= half_width_mm
     sub = smooth[band]
     nz = data.shape[2]
-    flat = sub.reshape(-1, nz)
-    best = flat.argmax(axis=0)
-    bi, bj = np.unravel_index(best, sub.shape[:2])
     xs_band = xs[band]
     zs = coarse.affine[2, 3] + step_mm * np.arange(nz)
     ys = coarse.affine[1, 3] + step_mm * np.arange(data.shape[1])
-    cx, cy = xs_band[bi], ys[bj]
-    strong = flat.max(axis=0) > np.percentile(smooth, 99) * 0.5
-    cx = np.where(strong, cx, np.nan)
-    cy = np.where(strong, cy, np.nan)
+    peak = sub.reshape(-1, nz).max(axis=0)
+    strong = peak > np.percentile(smooth, 99) * 0.5
+    # centroid of the bright sac around each slice's maximum (the cord inside it is darker)
+    bright = sub >= 0.5 * peak[None, None, :]
+    cx = np.full(nz, np.nan)
+    cy = np.full(nz, np.nan)
+    for k in np.nonzero(strong)[0]:  # one slice at a time; each slice is an array operation
+        lab, _ = ndimage.label(bright[..., k])
+        i, j = np.unravel_index(sub[..., k].argmax(), sub.shape[:2])
+        sac = lab == lab[i, j]
+        w = sub[..., k] * sac
+        cx[k] = (w.sum(axis=1) * xs_band).sum() / w.sum()
+        cy[k] = (w.sum(axis=0) * ys).sum() / w.sum()
     coef_x = _robust_quadratic(zs, cx)
     coef_y = _robust_quadratic(zs, cy)
     centre = np.stack([np.polyval(coef_x, zs), np.polyval(coef_y, zs), zs], axis=1)
@@ -84,11 +90,14 @@ def side_sign(side: str) -> float:
     return 1.0 if side == "right" else -1.0
 
 
-def find_exit_peaks(response: Volume, canal: dict, side: str, *, lateral_mm: tuple[float, float] = (12.0, 26.0),
-                    ap_mm: tuple[float, float] = (-5.0, 25.0), min_separation_mm: float = 9.0) -> list[dict]:
+def find_exit_peaks(response: Volume, image: Volume, canal: dict, side: str, *, min_signal: float,
+                    lateral_mm: tuple[float, float] = (14.0, 26.0), ap_mm: tuple[float, float] = (0.0, 25.0),
+                    min_separation_mm: float = 9.0) -> list[dict]:
     """Candidate root exits on one side: peaks along z of the tubularity maximum in a box beside the canal.
 
-    ``response`` lives on a RAS-aligned grid. Returns ``[{"point_mm": [x, y, z], "response": r}, ...]``.
+    ``response`` and ``image`` share a RAS-aligned grid. Only voxels brighter than ``min_signal`` count
+    (a root is brighter than muscle; tissue between dark bones also looks tubular but is not).
+    Returns ``[{"point_mm": [x, y, z], "response": r}, ...]``.
     """
     aff = response.affine
     step = aff[0, 0]
@@ -102,7 +111,8 @@ def find_exit_peaks(response: Volume, canal: dict, side: str, *, lateral_mm: tup
     in_x = (lateral >= lateral_mm[0]) & (lateral <= lateral_mm[1])
     in_y = (anterior >= ap_mm[0]) & (anterior <= ap_mm[1])
     box = in_x[:, None, :] & in_y[None, :, :]
-    masked = np.where(box, response.data, 0.0)
+    bright = ndimage.maximum_filter(image.data, size=3) >= min_signal
+    masked = np.where(box & bright, response.data, 0.0)
     profile = masked.reshape(-1, shape[2]).max(axis=0)
     if not profile.any():
         return []
@@ -116,11 +126,12 @@ def find_exit_peaks(response: Volume, canal: dict, side: str, *, lateral_mm: tup
     return out
 
 
-def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0) -> dict[str, dict]:
+def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0, min_strength: float = 0.3) -> dict[str, dict]:
     """Name root exits C5..T1 from cranial to caudal, pairing left and right exits into levels.
 
     ``exits`` maps side -> candidates (from :func:`find_exit_peaks`). Levels are clusters of exit heights
-    (both sides within ``match_mm``); the five strongest levels are kept and named cranial to caudal.
+    (both sides within ``match_mm``); levels weaker than ``min_strength`` x the strongest are dropped and
+    the five most cranial of the rest are named C5..T1 (the field of view starts near C4).
     Returns ``{"C5_left": {"point_mm": ..., "response": ...}, ...}``.
     """
     items = [(side, c) for side in exits for c in exits[side]]
@@ -137,9 +148,8 @@ def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0) -> dict[
                 break
         else:
             levels.append([(side, cand)])
-    strength = [sum(c["response"] for _, c in level) for level in levels]
-    keep = sorted(np.argsort(strength)[::-1][: len(ROOTS)])
-    kept = [levels[i] for i in keep]
+    strength = np.array([max(c["response"] for _, c in level) for level in levels])
+    kept = [lv for lv, st in zip(levels, strength) if st >= min_strength * strength.max()]
     kept.sort(key=lambda lv: -np.mean([c["point_mm"][2] for _, c in lv]))
     named = {}
     for segment, level in zip(ROOTS, kept):
