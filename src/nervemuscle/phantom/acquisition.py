@@ -69,11 +69,11 @@ class Acquisition:
 
 ACQUISITIONS: dict[str, Acquisition] = {
     "t1_axial": Acquisition(
-        "t1_axial", "t1", "axial", "2D", tr_ms=650.0, te_ms=12.0, fov_mm=(400.0, 300.0, 167.2),
+        "t1_axial", "t1", "axial", "2D", tr_ms=650.0, te_ms=12.0, fov_mm=(400.0, 300.0, 149.6),
         voxel_mm=(400 / 336, 300 / 252, 4.4), thickness_mm=4.0, snr=25.0, supersample=(2, 2, 3),
     ),
     "t2fs_axial": Acquisition(
-        "t2fs_axial", "t2fs", "axial", "2D", tr_ms=4500.0, te_ms=FLUID_TE_MS, fov_mm=(400.0, 300.0, 167.2),
+        "t2fs_axial", "t2fs", "axial", "2D", tr_ms=4500.0, te_ms=FLUID_TE_MS, fov_mm=(400.0, 300.0, 149.6),
         voxel_mm=(400 / 336, 300 / 252, 4.4), thickness_mm=4.0, snr=25.0, fat_residual=(0.03, 0.10),
         supersample=(2, 2, 3),
     ),
@@ -160,7 +160,7 @@ def render_labels(structures: list, xs: np.ndarray, ys: np.ndarray, zs: np.ndarr
                   dtype=np.uint8) -> np.ndarray:
     """Paint labelled solids on an axis-aligned grid given by ascending 1-D coordinates (mm)."""
     labels = np.zeros((len(xs), len(ys), len(zs)), dtype)
-    x, y, z = xs[:, None, None], ys[None, :, None], zs[None, None, :]
+    x, y, z = (np.asarray(a, np.float32) for a in (xs[:, None, None], ys[None, :, None], zs[None, None, :]))
     for label, shape in structures:
         paint(labels, label, shape, x, y, z)
     return labels
@@ -199,9 +199,10 @@ def render_partial_volume(anatomy, grid: Grid, supersample) -> PartialVolume:
     first = blocks[:, 0]
     mixed = np.flatnonzero((blocks != first[:, None]).any(axis=1))
     sub = blocks[mixed]
-    score = np.zeros(sub.shape, np.float64)
+    iw = np.rint(wgt / wgt.min() * 4).astype(np.int16)       # integer weights: exact ties are rare and harmless
+    score = np.zeros(sub.shape, np.int16)
     for j in range(sub.shape[1]):
-        score += (sub == sub[:, j : j + 1]) * wgt[j]
+        score += (sub == sub[:, j : j + 1]) * iw[j]
     majority = first.copy()
     majority[mixed] = sub[np.arange(len(mixed)), np.argmax(score, axis=1)]
     pv = PartialVolume(majority.reshape(n), mixed, sub, wgt)
@@ -247,8 +248,9 @@ def reference_muscle_signal(subject, acq: Acquisition) -> float:
 
 
 def _rician(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    n1 = rng.normal(0.0, sigma, img.shape)
-    n2 = rng.normal(0.0, sigma, img.shape)
+    img = img.astype(np.float32)
+    n1 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
+    n2 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
     return np.sqrt((img + n1) ** 2 + n2**2)
 
 

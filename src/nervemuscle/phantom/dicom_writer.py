@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
@@ -151,17 +152,59 @@ def write_series(volume, directory: str | Path, *, series_number: int, descripti
     ds.WindowCenter = _ds(vmax * 0.35)
     ds.WindowWidth = _ds(vmax * 0.7)
     normal = np.cross(row_dir, col_dir)
+    chunks = _constant_chunks(ds)
     paths = []
     for k in range(volume.shape[2]):
         pos = (aff[:3, :3] @ np.array([0.0, 0.0, k]) + aff[:3, 3]) * RAS_TO_LPS
         uid = deterministic_uid(series_uid, k)
-        ds.SOPInstanceUID = uid
+        var = Dataset()
+        var.SOPInstanceUID = uid
+        var.InstanceNumber = k + 1
+        var.ImagePositionPatient = [_ds(float(v)) for v in pos]
+        var.SliceLocation = _ds(float(pos @ normal))
+        var.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()
+        var["PixelData"].VR = "OW"
         meta.MediaStorageSOPInstanceUID = uid
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [_ds(float(v)) for v in pos]
-        ds.SliceLocation = _ds(float(pos @ normal))
-        ds.PixelData = np.ascontiguousarray(pixels[:, :, k].T).tobytes()
         path = directory / f"IM_{k + 1:04d}.dcm"
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        path.write_bytes(_assemble(meta, chunks, var))
         paths.append(path)
     return paths
+
+
+#: Per-slice elements; the rest of the header is encoded once per series.
+_SLICE_TAGS = (0x00080018, 0x00200013, 0x00200032, 0x00201041, 0x7FE00010)
+
+
+def _encode(ds: Dataset) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def _constant_chunks(ds: Dataset) -> list[bytes]:
+    """Encoded runs of constant elements between the per-slice tags (in tag order)."""
+    bounds = (0, *_SLICE_TAGS, 0xFFFFFFFF)
+    chunks = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = Dataset()
+        for elem in ds:
+            if lo < elem.tag < hi:
+                part.add(elem)
+        chunks.append(_encode(part))
+    return chunks
+
+
+def _assemble(meta: FileMetaDataset, chunks: list[bytes], var: Dataset) -> bytes:
+    """Preamble, file meta, then constant chunks interleaved with the per-slice elements."""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    parts = [b"\0" * 128, b"DICM", fp.getvalue(), chunks[0]]
+    for tag, chunk in zip(_SLICE_TAGS, chunks[1:]):
+        one = Dataset()
+        one.add(var[tag])
+        parts += [_encode(one), chunk]
+    return b"".join(parts)

@@ -9,11 +9,13 @@ axis-aligned box (``clip``), which only narrows their bounding box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 _AXES = {"x": 0, "y": 1, "z": 2}
+#: Spacing (mm) of the centerline samples used to find each point's nearest stretch of a tube.
+COARSE_STEP_MM = 1.0
 
 
 def _interp(t: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -63,7 +65,7 @@ class Extrusion:
             self.axis, self.knots, self.cu, self.cv, self.au, self.av, self.shrink + t, self.clip, self.angle
         )
 
-    @property
+    @cached_property
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         a = _AXES[self.axis]
         u, v = [i for i in range(3) if i != a]
@@ -116,7 +118,7 @@ def paint(out: np.ndarray, value, shape, x, y, z, *, mode: str = "set") -> None:
     mask = shape.inside(x[sl[0], :, :], y[:, sl[1], :], z[:, :, sl[2]])
     view = out[sl]
     if mode == "set":
-        view[mask] = value
+        np.copyto(view, value, where=mask)
     elif mode == "or":
         view |= mask
     else:
@@ -142,7 +144,7 @@ class Ellipsoid:
     def peeled(self, t: float) -> "Ellipsoid":
         return Ellipsoid(self.center, self.semi, self.shrink + t, self.clip)
 
-    @property
+    @cached_property
     def bbox(self) -> tuple[np.ndarray, np.ndarray]:
         c, s = np.asarray(self.center, float), np.asarray(self.semi, float) - self.shrink
         return _clip_box(c - s, c + s, self.clip)
@@ -160,7 +162,7 @@ class Union:
     def peeled(self, t: float) -> "Union":
         return Union([p.peeled(t) for p in self.parts])
 
-    @property
+    @cached_property
     def bbox(self):
         boxes = [p.bbox for p in self.parts]
         return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
@@ -179,7 +181,7 @@ class Difference:
     keep: object
     cut: object
 
-    @property
+    @cached_property
     def bbox(self):
         return self.keep.bbox
 
@@ -233,10 +235,7 @@ class Tube:
     radius: np.ndarray
     s_range: tuple[float, float] | None = None
 
-    def __post_init__(self) -> None:
-        self._tree = cKDTree(self.curve)
-
-    @property
+    @cached_property
     def bbox(self):
         r = float(np.max(self.radius)) + 0.5
         sel = self._selection()
@@ -253,42 +252,69 @@ class Tube:
 
     def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to the centerline and arc length of the foot point for (N, 3) points."""
-        _, idx = self._tree.query(pts)
-        best_d = np.full(len(pts), np.inf)
-        best_s = np.zeros(len(pts))
-        for shift in (-1, 0):
-            i0 = np.clip(idx + shift, 0, len(self.s) - 2)
-            a, b = self.curve[i0], self.curve[i0 + 1]
-            ab = b - a
-            t = np.clip(np.einsum("ij,ij->i", pts - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
-            foot = a + t[:, None] * ab
-            d = np.linalg.norm(pts - foot, axis=1)
-            better = d < best_d
-            best_d[better] = d[better]
-            best_s[better] = (self.s[i0] + t * (self.s[i0 + 1] - self.s[i0]))[better]
-        return best_d, best_s
+        pts = np.asarray(pts, float)
+        d2 = ((pts[:, None, :] - self.curve[None, ::4, :]) ** 2).sum(axis=2)
+        near = np.argmin(d2, axis=1) * 4
+        return self._refine(pts, near, 4)
 
     def inside(self, x, y, z):
         shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
         xs, ys, zs = x.ravel(), y.ravel(), z.ravel()
-        rmax = float(np.max(self.radius)) + 0.5
-        band = np.zeros(shape, bool)
+        ds = max(float(self.s[1] - self.s[0]), 1e-6)
+        k_step = max(1, int(round(COARSE_STEP_MM / ds)))
         sel = np.flatnonzero(self._selection())
-        step = max(1, int(rmax / (2 * max(self.s[1] - self.s[0], 1e-6))))
-        for k in sel[::step].tolist() + [sel[-1]]:
+        coarse = np.unique(np.append(sel[::k_step], sel[-1]))
+        reach = float(np.max(self.radius)) + COARSE_STEP_MM
+        best = np.full(shape, np.inf, np.float32)
+        nearest = np.zeros(shape, np.int32)
+        pts_c = self.curve[coarse]
+        lo = [np.searchsorted(a, pts_c[:, i] - reach) for i, a in enumerate((xs, ys, zs))]
+        hi = [np.searchsorted(a, pts_c[:, i] + reach) for i, a in enumerate((xs, ys, zs))]
+        for n, k in enumerate(coarse.tolist()):
+            sl = tuple(slice(int(lo[i][n]), int(hi[i][n])) for i in range(3))
+            if any(q.stop <= q.start for q in sl):
+                continue
             c = self.curve[k]
-            ix = slice(*np.searchsorted(xs, [c[0] - rmax, c[0] + rmax]))
-            iy = slice(*np.searchsorted(ys, [c[1] - rmax, c[1] + rmax]))
-            iz = slice(*np.searchsorted(zs, [c[2] - rmax, c[2] + rmax]))
-            band[ix, iy, iz] = True
-        out = np.zeros(shape, bool)
-        cand = np.nonzero(band)
+            d2 = ((xs[sl[0]] - c[0]) ** 2)[:, None, None] + ((ys[sl[1]] - c[1]) ** 2)[None, :, None]
+            d2 = d2 + ((zs[sl[2]] - c[2]) ** 2)[None, None, :]
+            view, arg = best[sl], nearest[sl]
+            closer = d2 < view
+            np.copyto(view, d2, where=closer)
+            np.copyto(arg, k, where=closer)
+        # The nearest coarse sample is at most half a coarse step (along the curve) farther than the
+        # curve itself, so points beyond sqrt(r_max^2 + (step/2)^2) are outside and points within r_min
+        # of a coarse sample are inside (away from the ends of s_range); only the shell between is refined.
+        radii = self.radius[sel]
+        half = 0.5 * k_step * ds
+        out = best <= float(np.min(radii)) ** 2
+        if self.s_range is not None:
+            margin = half + float(np.max(radii)) + ds
+            s_near = self.s[nearest]
+            out &= (s_near >= self.s_range[0] + margin) & (s_near <= self.s_range[1] - margin)
+        shell = (best <= (float(np.max(radii)) + 0.05) ** 2 + (1.1 * half) ** 2) & ~out
+        cand = np.nonzero(shell)
         if cand[0].size == 0:
             return out
-        pts = np.column_stack([xs[cand[0]], ys[cand[1]], zs[cand[2]]])
-        d, s = self.project(pts)
+        pts = np.column_stack([xs[cand[0]], ys[cand[1]], zs[cand[2]]]).astype(np.float64)
+        d, s = self._refine(pts, nearest[cand], k_step)
         hit = d <= self.radius_at(s)
         if self.s_range is not None:
             hit &= (s >= self.s_range[0]) & (s <= self.s_range[1])
         out[tuple(c[hit] for c in cand)] = True
         return out
+
+    def _refine(self, pts: np.ndarray, near: np.ndarray, k_step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distance to the fine polyline and arc length of the foot, searching near a coarse sample."""
+        best_d = np.full(len(pts), np.inf)
+        best_s = np.zeros(len(pts))
+        last = len(self.s) - 2
+        for off in range(-k_step - 1, k_step + 1):
+            i0 = np.clip(near + off, 0, last)
+            a, b = self.curve[i0], self.curve[i0 + 1]
+            ab = b - a
+            t = np.clip(np.einsum("ij,ij->i", pts - a, ab) / np.einsum("ij,ij->i", ab, ab), 0.0, 1.0)
+            d = np.linalg.norm(pts - a - t[:, None] * ab, axis=1)
+            better = d < best_d
+            best_d[better] = d[better]
+            best_s[better] = (self.s[i0] + t * (self.s[i0 + 1] - self.s[i0]))[better]
+        return best_d, best_s

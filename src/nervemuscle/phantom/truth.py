@@ -13,7 +13,7 @@ from nervemuscle.phantom.signal import base_tissue, compartment_signals, tissue_
 from nervemuscle.protocol import default_protocol
 
 #: Grid step (mm) used to integrate muscle volumes from the continuous model.
-VOLUME_STEP_MM = 0.8
+VOLUME_STEP_MM = 1.0
 
 FLUID_ROLES = ("t2fs", "stir", "dixon")
 
@@ -48,10 +48,11 @@ def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM) -> dict[int
     """Volume (ml) of each graded muscle label inside a world box, from the painted continuous model."""
     lo_f, hi_f = bounds
     out = {}
-    shapes = {}
-    for label, shape in anatomy.structures:
+    shapes, first = {}, {}
+    for i, (label, shape) in enumerate(anatomy.structures):
         if 20 <= label < 40:
             shapes.setdefault(label, []).append(shape)
+            first.setdefault(label, i)
     for label, parts in shapes.items():
         lo = np.max([np.min([p.bbox[0] for p in parts], axis=0), lo_f], axis=0)
         hi = np.min([np.max([p.bbox[1] for p in parts], axis=0), hi_f], axis=0)
@@ -68,7 +69,8 @@ def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM) -> dict[int
             w = np.ones(len(a))
             w[-1] = min(1.0, (h - (a[-1] - step / 2)) / step)
             weights.append(w)
-        labels = render_labels(anatomy.structures, *axes)
+        # earlier solids cannot change whether a point ends up with this label
+        labels = render_labels(anatomy.structures[first[label]:], *axes)
         cell = np.einsum("i,j,k->ijk", *weights)
         out[label] = float((cell * (labels == label)).sum() * step**3 / 1000.0)
     return out
