@@ -1,6 +1,7 @@
 """``nervemuscle cohort``: pool findings.json files with the clinical table into the study table and report."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,9 @@ def register(app: typer.Typer) -> None:
         """Group proportions with CIs, ALS vs MMN tests, correlations, accuracy, agreement and the paper table."""
         from nervemuscle.stats.report import format_paper_comparison, group_table_rows, run_cohort
 
-        results = run_cohort(findings_root, clinical, out, reads_csv=reads, pdf=pdf)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same warnings are in results["warnings"], printed below
+            results = run_cohort(findings_root, clinical, out, reads_csv=reads, pdf=pdf)
         for warning in results["warnings"]:
             typer.echo(f"warning: {warning}", err=True)
         rows = group_table_rows(results)
@@ -32,4 +35,11 @@ def register(app: typer.Typer) -> None:
                        + (f"  {row[p_col]:>8}" if p_col else ""))
         typer.echo("")
         typer.echo(format_paper_comparison(results))
+        if results["agreement"]:
+            typer.echo("\nReader agreement, all ordinal scales (linearly weighted kappa, asymptotic 95% CI):")
+            for row in results["agreement"]["pairs"]:
+                k = row["linear"] if row["scale"] == "all ordinal" else None
+                if k and k["kappa"] is not None:
+                    typer.echo(f"  {row['rater_a']} vs {row['rater_b']}: {k['kappa']:.2f} "
+                               f"({k['ci'][0]:.2f} to {k['ci'][1]:.2f}), {row['n_items']} items in {row['n_exams']} exams")
         typer.echo(f"\nwrote {out / 'table.csv'}, results.json, report.html" + (", report.pdf" if (out / "report.pdf").exists() else ""))

@@ -110,14 +110,14 @@ def format_paper_comparison(results: dict) -> str:
     """Plain-text table of this cohort's ALS and MMN figures next to Staff et al. 2015's published ones."""
     groups = results["groups"]
     lines = [f"Comparison with {PAPER['source']}",
-             f"{'Finding':<17}" + "".join(f"{g + ': ours':<29}{g + ': paper':<14}" for g in ("ALS", "MMN"))]
+             (f"{'Finding':<17}" + "".join(f"{g + ': ours':<29}{g + ': paper':<14}" for g in ("ALS", "MMN"))).rstrip()]
     for k in ("abnormal", "nerve_abnormal", "muscle_abnormal"):
         cells = []
         for g in ("ALS", "MMN"):
             p = groups.get(g, {}).get("findings", {}).get(k)
             ours = "no exams" if p is None else f"{fmt_pct(p)} [{fmt_ci(p['wilson'], digits=0)}]" if p["n"] else "n/a"
             cells.append(f"{ours:<29}{str(PAPER[g][k]) + '% (n=' + str(PAPER[g]['n']) + ')':<14}")
-        lines.append(f"{FINDINGS[k]:<17}" + "".join(cells))
+        lines.append((f"{FINDINGS[k]:<17}" + "".join(cells)).rstrip())
     lines.append("ours: k/n (%) [Wilson 95% CI, %]; a finding not assessable in an exam leaves its denominator.")
     return "\n".join(lines)
 
