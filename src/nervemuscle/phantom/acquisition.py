@@ -74,7 +74,7 @@ ACQUISITIONS: dict[str, Acquisition] = {
     ),
     "t2fs_axial": Acquisition(
         "t2fs_axial", "t2fs", "axial", "2D", tr_ms=4500.0, te_ms=FLUID_TE_MS, fov_mm=(400.0, 300.0, 149.6),
-        voxel_mm=(400 / 336, 300 / 252, 4.4), thickness_mm=4.0, snr=25.0, fat_residual=(0.03, 0.10),
+        voxel_mm=(400 / 336, 300 / 252, 4.4), thickness_mm=4.0, snr=25.0, fat_residual=(0.03, 0.08),
         supersample=(2, 2, 3),
     ),
     "stir_3d": Acquisition(

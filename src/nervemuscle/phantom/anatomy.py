@@ -85,16 +85,17 @@ def _body(p: BodyParams) -> Union:
         _ext("z", [-45, 10, 40, 160], 0.0, np.array([-8, -6, -5, -5]) + y0, [62 * w, 60 * w, 57, 55], [60, 58, 55, 54]),
         _ext(
             "z",
-            [-150, -60, -28, 0, 20, 38],
+            [-150, -60, -30, -8, 8, 22, 38],
             0.0,
-            np.array([-6, -6, -7, -8, -8, -6]) + y0,
-            np.array([140, 140, 145, 118, 82, 58]) * w,
-            [108, 108, 100, 84, 66, 55],
+            np.array([-6, -6, -7, -8, -8, -7, -6]) + y0,
+            np.array([138, 138, 148, 160, 150, 108, 60]) * w,
+            [100, 100, 96, 86, 72, 62, 55],
+            power=2.6,
         ),
     ]
     for side in SIDES:
         m, dz = SIGN[side], p.shoulder_drop[side]
-        parts.append(Ellipsoid(np.array([m * 158 * w, -8 + y0, -28 - dz]), np.array([52.0, 54.0, 58.0])))
+        parts.append(Ellipsoid(np.array([m * 158 * w, -8 + y0, -28 - dz]), np.array([50.0, 52.0, 36.0])))
         parts.append(_ext("z", [-150, -30 - dz], m * 166 * w, -8 + y0, 46.0, 50.0))
     return Union(parts)
 
@@ -199,12 +200,12 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
     add((T["intermuscular_fat"], body.peeled(p.fat_mm)))
     # chest wall and mediastinum (muscle-like soft tissue), lungs inside
     add((T["soft_tissue"], _ext("z", [-150, -60, -22, 0, 8], 0.0, np.array([0, 0, 0, -2, -3]) + y0,
-                                np.array([124, 120, 92, 62, 44]) * w, [88, 84, 70, 54, 40])))
+                                np.array([130, 126, 100, 64, 44]) * w, [88, 84, 70, 54, 40])))
     lungs = []
     for side in SIDES:
         m = SIGN[side]
-        lungs.append(_ext("z", [-150, -60, -22, 4, 14 * h], m * np.array([64, 62, 52, 42, 38]) * w,
-                          np.array([6, 6, 6, 4, 2]) + y0, np.array([50, 50, 38, 18, 3]) * w, [64, 64, 46, 22, 4]))
+        lungs.append(_ext("z", [-150, -60, -25, -5, 12 * h], m * np.array([64, 62, 50, 40, 36]) * w,
+                          np.array([6, 6, 6, 4, 2]) + y0, np.array([52, 50, 36, 20, 3]) * w, [66, 64, 44, 26, 4]))
     add((T["lung"], Union(lungs)))
     # posterior neck muscles
     for side in SIDES:
@@ -236,17 +237,17 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
         ang = -m * np.deg2rad(28)   # scapular plane: lateral border more anterior
         add((muscle_label("subscapularis", side),
              _ext("z", [-130, -60, -28, -10 - drop], m * np.array([96, 100, 106, 112]) * w,
-                  np.array([-58, -58, -55, -47]) + y0, np.array([32, 44, 40, 24]) * r(k["subscapularis"]),
+                  np.array([-39, -39, -37, -31]) + y0, np.array([32, 44, 40, 24]) * r(k["subscapularis"]),
                   np.array([9, 11, 10, 7]) * r(k["subscapularis"]), angle=ang)))
         add((muscle_label("infraspinatus", side),
-             _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-88, -88, -84]) + y0,
-                  np.array([32, 46, 40]) * r(k["infraspinatus"]), np.array([10, 13, 10]) * r(k["infraspinatus"]),
+             _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-64, -64, -61]) + y0,
+                  np.array([32, 46, 40]) * r(k["infraspinatus"]), np.array([9, 11, 9]) * r(k["infraspinatus"]),
                   angle=ang)))
         sup = np.array([78, 100, 125, 148]) * w
         add((muscle_label("supraspinatus", side),
              Extrusion("x", sup if m > 0 else -sup[::-1], *(
                  v if m > 0 else v[::-1] for v in (
-                     np.array([-70, -56, -36, -18.0]) + y0, np.array([-4, -6, -11, -19.0]) - drop,
+                     np.array([-58, -50, -34, -18.0]) + y0, np.array([-4, -6, -11, -19.0]) - drop,
                      np.array([13, 15, 11, 7.0]) * r(k["supraspinatus"]),
                      np.array([10, 11, 9, 6.0]) * r(k["supraspinatus"]))))))
         hc = np.array([m * 158 * w, -8 + y0, -30 - drop])
@@ -272,11 +273,11 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
             add((label, _ext("z", [-150, -38 - drop], m * 164 * w, -8 + y0, 12.0, 12.0).peeled(shrink)))
             add((label, Ellipsoid(hc + [-m * 30, -4, 0], np.array([6.0, 14.0, 18.0])).peeled(shrink)))   # glenoid
             add((label, _ext("z", [-150, -60, -28, -8 - drop], m * np.array([94, 99, 108, 114]) * w,
-                             np.array([-71, -71, -69, -60]) + y0, np.array([34, 46, 42, 26]), 3.0,
+                             np.array([-51, -51, -49, -43]) + y0, np.array([34, 46, 42, 26]), 3.0,
                              angle=-m * np.deg2rad(28)).peeled(shrink * 0.5)))   # scapular blade
             spine_x = np.array([80, 110, 140, 165]) * w
             add((label, Extrusion("x", spine_x if m > 0 else -spine_x[::-1], *(
-                v if m > 0 else v[::-1] for v in (np.array([-86, -70, -45, -16.0]) + y0,
+                v if m > 0 else v[::-1] for v in (np.array([-66, -60, -42, -16.0]) + y0,
                                                    np.array([-20, -16, -10, -2.0]) - drop,
                                                    np.array([8, 7, 8, 13.0]), np.array([4, 4, 5, 5.0]))))
                            .peeled(shrink)))   # scapular spine and acromion

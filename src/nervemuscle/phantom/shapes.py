@@ -19,7 +19,7 @@ COARSE_STEP_MM = 1.0
 
 
 def _interp(t: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.interp(t.ravel(), knots, values).reshape(t.shape)
+    return np.interp(t.ravel(), knots, values).reshape(t.shape).astype(t.dtype, copy=False)
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Extrusion:
         Axis-aligned world box the solid is cut to (e.g. one side of the midline).
     angle : float
         Rotation of the ellipse axes in the (u, v) plane (radians, counter-clockwise from u).
+    power : float
+        Superellipse exponent (2 = ellipse; larger = squarer, e.g. a chest cross-section).
     """
 
     axis: str
@@ -51,6 +53,7 @@ class Extrusion:
     shrink: float = 0.0
     clip: tuple | None = None
     angle: float = 0.0
+    power: float = 2.0
 
     def __post_init__(self) -> None:
         n = len(self.knots)
@@ -62,7 +65,8 @@ class Extrusion:
     def peeled(self, t: float) -> "Extrusion":
         """The same solid shrunk by ``t`` mm (semi-axes minus ``t``)."""
         return Extrusion(
-            self.axis, self.knots, self.cu, self.cv, self.au, self.av, self.shrink + t, self.clip, self.angle
+            self.axis, self.knots, self.cu, self.cv, self.au, self.av, self.shrink + t, self.clip, self.angle,
+            self.power,
         )
 
     @cached_property
@@ -88,7 +92,9 @@ class Extrusion:
         if self.angle:
             c, s = np.cos(self.angle), np.sin(self.angle)
             du, dv = c * du + s * dv, -s * du + c * dv
-        return (du / au) ** 2 + (dv / av) ** 2 <= 1.0
+        if self.power == 2.0:
+            return (du / au) ** 2 + (dv / av) ** 2 <= 1.0
+        return np.abs(du / au) ** self.power + np.abs(dv / av) ** self.power <= 1.0
 
 
 def _clip_box(lo, hi, clip):

@@ -3,7 +3,8 @@
 Values from clinical-reference.md section 4 (SpinSight table) where given; nerve PD/T1 and the
 flow-void amplitudes are engineering assumptions [A] chosen so that a normal root is 1.2-1.4x muscle
 on the fat-saturated T2 series. Each tissue has a water compartment and a fat fraction; series signals
-are returned as a signed ``(water, fat)`` pair so that partial volume adds them linearly before the
+are returned as a signed ``(water, fat)`` pair (the water of adipose tissue is given muscle-like
+relaxation so that fat suppression leaves fat dark) so that partial volume adds them linearly before the
 magnitude is taken.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Tissue:
 # name -> {field: (pd, t1, t2, fat_fraction)}
 _TABLE = {
     "muscle": {1.5: (1.0, 856, 27, 0.0), 3.0: (1.0, 898, 29, 0.0)},
-    "fat": {1.5: (1.0, 290, 165, 0.95), 3.0: (1.0, 370, 130, 0.95)},
+    "fat": {1.5: (1.0, 856, 27, 0.95), 3.0: (1.0, 898, 29, 0.95)},       # 5% water, muscle-like; fat T1/T2 below
     "marrow": {1.5: (1.0, 856, 46, 0.5), 3.0: (1.0, 898, 34, 0.5)},
     "cord": {1.5: (0.85, 745, 74, 0.0), 3.0: (0.85, 993, 78, 0.0)},
     "csf": {1.5: (1.0, 4280, 2030, 0.0), 3.0: (1.0, 4160, 2100, 0.0)},
