@@ -25,7 +25,6 @@ from nervemuscle.errors import BadInputError
 
 DIAGNOSES = {"als": "ALS", "mmn": "MMN", "control": "control"}
 READ_COLUMNS = ("exam_id", "reader", "item", "scale", "grade")
-SCALES = ("nerve_t2", "nerve_calibre", "muscle_edema", "muscle_fat", "muscle_atrophy", "impression")
 
 #: Optional numeric columns: (lowest, highest, must be integer).
 NUMERIC_COLUMNS = {

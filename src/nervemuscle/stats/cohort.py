@@ -26,7 +26,6 @@ from nervemuscle.stats.correlation import logistic_odds_ratio, point_biserial, s
 from nervemuscle.stats.proportions import proportion
 
 GROUP_ORDER = ("ALS", "MMN", "control")
-COMPARED = ("ALS", "MMN")
 
 #: Study-level findings (summary keys of findings.json) with their printed names.
 FINDINGS = {

@@ -22,7 +22,6 @@ from nervemuscle.stats.cohort import FINDINGS, MEASURES, PAPER, SEVERITY_MEASURE
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-OUTPUT_FILES = ("table.csv", "results.json", "report.html", "report.pdf")
 
 
 def json_safe(value):
