@@ -131,6 +131,9 @@ def write_findings(findings: dict[str, Any], path: str | Path) -> Path:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(dumps_findings(findings))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; findings are an ordinary file
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write findings ({exc.strerror or exc})", path) from None

@@ -276,6 +276,12 @@ def analyze(
                         timings=timings)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a fresh temp folder beside ``out_dir``; on success it replaces ``out_dir`` by renames.
@@ -289,6 +295,7 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output is an ordinary folder
         yield tmp
         old = None
         if out_dir.exists():

@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
 
         if labels is not None and label_names is None:
             raise BadInputError("--labels needs --label-names (JSON {code: name})", labels)
-        reporter = StepReporter(json_log=json_log, exam=exam_dir.name)
+        exam_name = exam_dir.resolve().parent.name if exam_dir.resolve().name == "dicom" else exam_dir.name
+        reporter = StepReporter(json_log=json_log, exam=exam_name)
         with reporter:
             result = analyze_exam(exam_dir, out, protocol=protocol, landmarks=landmarks, labels=labels,
                                   label_names=label_names, role_overrides=parse_roles(role), pdf=not no_pdf,

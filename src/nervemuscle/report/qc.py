@@ -99,16 +99,24 @@ def labelled_slices(labels: np.ndarray, n: int) -> np.ndarray:
     return present[np.unique(idx)]
 
 
-def draw_labels(ax, labels2d: np.ndarray, extent, *, alpha: float = 0.35, outline: bool = True) -> None:
-    """Fill (semi-transparent) and outline each label region on ``ax``."""
-    cmap = label_colormap()
-    masked = np.ma.masked_equal(labels2d.astype(int) % N_LABEL_CODES, 0)
-    ax.imshow(masked, cmap=cmap, vmin=0, vmax=N_LABEL_CODES - 1, alpha=alpha, extent=extent,
-              interpolation="nearest", origin="upper")
-    if outline:
-        for code in np.unique(labels2d[labels2d > 0]):
-            ax.contour((labels2d == code).astype(float), levels=[0.5], colors=[cmap(int(code) % N_LABEL_CODES)],
-                       linewidths=0.8, extent=extent, origin="upper")
+def label_edges(labels2d: np.ndarray) -> np.ndarray:
+    """Boolean mask of labelled pixels that touch a pixel of another label (4-neighbourhood)."""
+    lab = np.asarray(labels2d)
+    padded = np.pad(lab, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    differs = ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre)
+               | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
+    return (lab > 0) & differs
+
+
+def draw_labels(ax, labels2d: np.ndarray, extent, *, alpha: float = 0.35) -> None:
+    """Each label region filled semi-transparently and outlined (opaque edge pixels), as one RGBA layer."""
+    colors = label_colormap().colors
+    codes = np.asarray(labels2d).astype(int) % N_LABEL_CODES
+    rgba = np.asarray(colors)[codes].copy()
+    rgba[..., 3] = np.where(codes > 0, alpha, 0.0)
+    rgba[label_edges(codes), 3] = 1.0
+    ax.imshow(rgba, extent=extent, interpolation="nearest", origin="upper")
 
 
 def axial_extent(volume: Volume) -> tuple[float, float, float, float]:
@@ -125,48 +133,77 @@ def _legend(fig, codes: np.ndarray) -> None:
         fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
 
 
-def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str, n_slices: int = 12) -> Path:
-    """Axial mosaic of ``labels`` (resampled to ``image``'s grid) over ``image``; PNG at ``path``."""
+def label_box(labels: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[slice, slice, slice]:
+    """Index ranges of the labelled voxels' bounding box grown by ``margin_mm`` (whole array if unlabelled)."""
+    idx = np.argwhere(labels > 0)
+    if idx.size == 0:
+        return tuple(slice(0, n) for n in labels.shape)  # type: ignore[return-value]
+    grow = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
+    lo = np.maximum(idx.min(axis=0) - grow, 0)
+    hi = np.minimum(idx.max(axis=0) + grow + 1, labels.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str, n_slices: int = 12,
+                 crop_margin_mm: float | None = None) -> Path:
+    """Axial mosaic of ``labels`` (resampled to ``image``'s grid) over ``image``; PNG at ``path``.
+
+    With ``crop_margin_mm`` the view is cropped in-plane to the labels' bounding box plus that margin
+    (small structures such as roots stay visible).
+    """
     img = canonical(image)
     lab = canonical(resample_labels(labels, image))  # whole volume: needed to find the labelled slices
     slices = labelled_slices(lab.data, n_slices)
+    si, sj, _ = label_box(lab.data, img.spacing, crop_margin_mm) if crop_margin_mm is not None else \
+        (slice(None), slice(None), None)
+    img_data, lab_data = np.asarray(img.data)[si, sj], lab.data[si, sj]
     ncols = min(4, len(slices))
     nrows = int(np.ceil(len(slices) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows + 0.8), squeeze=False)
-    vmin, vmax = display_window(np.asarray(img.data, dtype=float))
-    extent = axial_extent(img)
+    aspect = img_data.shape[1] * img.spacing[1] / max(img_data.shape[0] * img.spacing[0], 1e-6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.0 * aspect + 0.35) * nrows + 1.0), squeeze=False)
+    vmin, vmax = display_window(np.asarray(img_data, dtype=float))
+    extent = (0.0, img_data.shape[0] * img.spacing[0], img_data.shape[1] * img.spacing[1], 0.0)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, k in zip(axes.ravel(), slices):
         z = img.voxel_to_world(np.array([[0, 0, k]]))[0, 2]
-        ax.imshow(axial_display(img.data, k), cmap="gray", vmin=vmin, vmax=vmax, extent=extent,
+        ax.imshow(axial_display(img_data, k), cmap="gray", vmin=vmin, vmax=vmax, extent=extent,
                   interpolation="bilinear")
-        draw_labels(ax, axial_display(lab.data, k), extent)
+        draw_labels(ax, axial_display(lab_data, k), extent)
         ax.set_title(f"slice {k}  z={z:.0f} mm", fontsize=8)
         ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="yellow", fontsize=8, va="center")
     fig.suptitle(title, fontsize=10)
     _legend(fig, np.unique(lab.data[lab.data > 0]))
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return _save(fig, path)
 
 
-def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str) -> Path:
-    """Coronal maximum-intensity projection of ``image`` with the label map's projection outlined."""
+def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, slab_margin_mm: float = 10.0,
+                crop_margin_mm: float = 25.0) -> Path:
+    """Coronal maximum-intensity projection of ``image`` over the slab that holds the labels, labels outlined.
+
+    The slab spans the labels' antero-posterior extent plus ``slab_margin_mm`` (a thick-slab MIP of the
+    plexus, so that CSF and vessels outside it do not hide the roots); the view is cropped to the labels
+    plus ``crop_margin_mm``.
+    """
     img = canonical(image)
     lab = canonical(resample_labels(labels, image))
-    mip = coronal_display(np.asarray(img.data, dtype=float).max(axis=1))
-    lab_mip = coronal_display(lab.data.max(axis=1))
+    _, sj, _ = label_box(lab.data, img.spacing, slab_margin_mm)
+    si, _, sk = label_box(lab.data, img.spacing, crop_margin_mm)
+    mip = coronal_display(np.asarray(img.data, dtype=float)[si, sj, sk].max(axis=1))
+    lab_mip = coronal_display(lab.data[si, sj, sk].max(axis=1))
     sx, sz = img.spacing[0], img.spacing[2]
-    extent = (0.0, img.shape[0] * sx, img.shape[2] * sz, 0.0)
-    fig, ax = plt.subplots(figsize=(6, 6 * min(1.5, img.shape[2] * sz / max(img.shape[0] * sx, 1)) + 0.8))
+    width, height = mip.shape[1] * sx, mip.shape[0] * sz
+    extent = (0.0, width, height, 0.0)
+    fig, ax = plt.subplots(figsize=(7, 7 * min(1.5, height / max(width, 1e-6)) + 1.0))
     vmin, vmax = display_window(mip)
     ax.imshow(mip, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, interpolation="bilinear")
-    draw_labels(ax, lab_mip, extent, alpha=0.45)
+    draw_labels(ax, lab_mip, extent, alpha=0.3)
     ax.set_axis_off()
     ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="yellow", fontsize=9, va="center")
     fig.suptitle(title, fontsize=10)
     _legend(fig, np.unique(lab.data[lab.data > 0]))
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     return _save(fig, path)
 
 
@@ -183,10 +220,10 @@ def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | 
         written.append(axial_mosaic(t1, muscle_labels, out_dir / "muscles_axial.png",
                                     title="Muscle segmentation on T1 (axial, patient right on the left)"))
     if fluid is not None and nerve_labels is not None:
-        written.append(axial_mosaic(fluid, nerve_labels, out_dir / "nerves_axial.png",
-                                    title="Root segmentation on the fluid-sensitive series (axial)"))
+        written.append(axial_mosaic(fluid, nerve_labels, out_dir / "nerves_axial.png", crop_margin_mm=20.0,
+                                    title="Root segmentation on the fluid-sensitive series (axial, cropped)"))
         written.append(coronal_mip(fluid, nerve_labels, out_dir / "nerves_coronal_mip.png",
-                                   title="Roots: coronal MIP of the fluid-sensitive series"))
+                                   title="Roots: coronal thick-slab MIP of the fluid-sensitive series"))
     return written
 
 
