@@ -16,7 +16,7 @@ from nervemuscle._version import __version__
 from nervemuscle.errors import EXIT_INTERNAL, NerveMuscleError
 
 #: Sub-modules that add commands, in help order.
-COMMAND_MODULES = ("protocol_cmd", "demo", "analyze", "cohort", "serve", "simulate", "ingest")
+COMMAND_MODULES = ("protocol_cmd", "demo", "analyze", "cohort", "serve", "simulate", "ingest", "muscle_cmd")
 
 app = typer.Typer(
     name="nervemuscle",

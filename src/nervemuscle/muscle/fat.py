@@ -4,10 +4,11 @@
   (ratio of sums, which is less biased by magnitude noise than a mean of voxel ratios).
 * T1 (``fat_method = "t1_signal"``): a voxel mixes muscle water and fat linearly,
   ``S = (1 - FF) * S_muscle + FF * S_fat_pure``. ``S_muscle`` is the exam's normal-muscle T1 signal and
-  the pure-fat signal is extrapolated from subcutaneous adipose tissue, whose own fat fraction is taken
-  as :data:`ADIPOSE_FAT_FRACTION`: ``FF = ADIPOSE_FAT_FRACTION * (S - S_muscle) / (S_adipose - S_muscle)``.
-  It assumes no bias field across the field of view and that edema does not change T1-weighted signal
-  (clinical reference section 4: acute denervation leaves T1w unchanged).
+  pure water and pure fat signals are solved from two references of known fat fraction: the exam's
+  normal muscle (:data:`NORMAL_MUSCLE_FAT_FRACTION`) and subcutaneous adipose tissue
+  (:data:`ADIPOSE_FAT_FRACTION`). Edema lengthens T2 and so raises the water signal of a T1-weighted
+  spin echo a little (by ``ratio_fluid ** (TE_t1 / TE_fluid)``); that factor is divided out when the
+  fluid-series ratio is known. Assumes no strong bias field across the field of view.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from nervemuscle.muscle.measure import label_means
 
 #: Fat fraction of subcutaneous adipose tissue (clinical reference section 4: FF 0.95).
 ADIPOSE_FAT_FRACTION = 0.95
+#: Fat fraction assumed for the exam's normal muscle (healthy adult muscle holds a few per cent fat).
+NORMAL_MUSCLE_FAT_FRACTION = 0.04
 
 
 def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray,
@@ -32,11 +35,30 @@ def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray,
 
 
 def t1_fat_fraction(t1: np.ndarray, labels: np.ndarray, codes: list[int], *, muscle_signal: float,
-                    adipose_signal: float) -> dict[int, float | None]:
-    """Fat fraction of each label estimated from T1-weighted signal (see module notes)."""
-    if adipose_signal <= muscle_signal:
+                    adipose_signal: float, normal_fat_fraction: float = NORMAL_MUSCLE_FAT_FRACTION,
+                    water_factors: dict[int, float] | None = None) -> dict[int, float | None]:
+    """Fat fraction of each label estimated from T1-weighted signal (see module notes).
+
+    Parameters
+    ----------
+    t1, labels : ndarray
+        T1-weighted image and label map on the same grid.
+    muscle_signal : float
+        T1 signal of the exam's normal muscle, whose fat fraction is ``normal_fat_fraction``.
+    adipose_signal : float
+        T1 signal of subcutaneous adipose tissue (fat fraction :data:`ADIPOSE_FAT_FRACTION`).
+    water_factors : dict, optional
+        Per label, the factor by which edema (T2 prolongation) raises the water signal on this
+        T1-weighted series, ``ratio_fluid ** (TE_t1 / TE_fluid)``; 1 when not given.
+    """
+    a, n = ADIPOSE_FAT_FRACTION, normal_fat_fraction
+    # muscle_signal = (1 - n) W + n F ; adipose_signal = (1 - a) W + a F  ->  pure water W, pure fat F
+    water, fat = np.linalg.solve([[1 - n, n], [1 - a, a]], [muscle_signal, adipose_signal])
+    if fat <= water:
         return {c: None for c in codes}
     means = label_means(t1, labels, codes)
-    scale = ADIPOSE_FAT_FRACTION / (adipose_signal - muscle_signal)
-    return {c: (None if m is None else float(np.clip((m - muscle_signal) * scale, 0.0, 1.0)))
-            for c, m in means.items()}
+    out: dict[int, float | None] = {}
+    for c, m in means.items():
+        k = (water_factors or {}).get(c) or 1.0
+        out[c] = None if m is None else float(np.clip((m - water * k) / (fat - water * k), 0.0, 1.0))
+    return out

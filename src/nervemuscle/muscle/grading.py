@@ -47,33 +47,36 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
                   atrophy_thresholds: list[float]) -> dict[tuple[str, str], float | None]:
     """Fractional volume loss of every muscle (protocol ``atrophy_reference``).
 
+    Each muscle's volume is first taken relative to its expected normal volume for this exam
+    (``relative = V / V_reference``; the reference accounts for body size and for how much of the
+    muscle the field of view covers). The loss is ``1 - relative / relative_contralateral`` when the
+    contralateral muscle is assessable and not atrophic itself (its own loss against the reference
+    below the first atrophy threshold), else ``1 - relative``.
+
     Parameters
     ----------
     volumes : {(name, side): ml or None}
         Measured volumes; ``None`` where not assessable.
     reference_ml : {(name, side): ml or None}
-        Expected normal volume of each muscle for this body size.
+        Expected normal volume of each muscle in this exam.
     atrophy_thresholds : list of float
-        The protocol's thresholds; a contralateral muscle whose own loss against the reference
-        reaches the first one counts as atrophic and is not used as the comparison.
+        The protocol's thresholds.
 
     Returns
     -------
     dict
-        ``1 - V / V_contralateral`` when the contralateral muscle is assessable and not atrophic,
-        else ``1 - V / V_reference``; ``None`` where the muscle itself is not assessable.
+        Loss per muscle; ``None`` where the muscle or its reference is not available.
     """
+    relative = {k: (v / reference_ml[k] if v is not None and reference_ml.get(k) else None)
+                for k, v in volumes.items()}
     losses: dict[tuple[str, str], float | None] = {}
-    for (name, side), vol in volumes.items():
-        if vol is None:
+    for (name, side), rel in relative.items():
+        if rel is None:
             losses[(name, side)] = None
             continue
-        other = (name, "left" if side == "right" else "right")
-        contra, ref_contra = volumes.get(other), reference_ml.get(other)
-        contra_normal = (contra is not None and contra > 0 and ref_contra
-                         and 1.0 - contra / ref_contra < atrophy_thresholds[0])
-        ref = contra if contra_normal else reference_ml.get((name, side))
-        losses[(name, side)] = None if not ref else float(1.0 - vol / ref)
+        contra = relative.get((name, "left" if side == "right" else "right"))
+        contra_normal = contra is not None and 1.0 - contra < atrophy_thresholds[0]
+        losses[(name, side)] = float(1.0 - rel / contra) if contra_normal else float(1.0 - rel)
     return losses
 
 

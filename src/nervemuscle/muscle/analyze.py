@@ -1,0 +1,213 @@
+"""``analyze_muscles``: segmentation, measurements and grades of the shoulder-girdle muscles of one exam.
+
+References (also returned in :attr:`MuscleAnalysis.reference`):
+
+* **T2 ratio.** Each muscle's mean fluid-series signal over its in-plane core is first corrected for
+  fatty infiltration (the suppressed fat leaves water signal ``(1 - FF)`` plus the residual fat signal
+  ``FF * S_fat``; we divide that out, so the ratio is a water-signal ratio). The reference normal
+  muscle signal is the median of the corrected muscle signals that lie within
+  :data:`NORMAL_SPREAD` of the lower quartile of all of them: normal muscle is the darkest muscle
+  on a fluid-sensitive series, so the reference stays right as long as a quarter of the muscles
+  are unaffected (a minority of edematous muscles cannot pull it up).
+* **Atrophy.** See :func:`nervemuscle.muscle.grading.volume_losses`; the reference volume of each
+  muscle is the volume the registered atlas (normal anatomy, scaled to the exam's body width and
+  shoulder height) puts inside this exam's field of view (:mod:`nervemuscle.muscle.atlas`).
+* **Fat fraction.** Dixon when given, else T1 signal (:mod:`nervemuscle.muscle.fat`), with the T1
+  reference muscle signal = median T1 signal of the muscles without edema and the edema effect on
+  T1-weighted signal divided out (two passes: fat fraction -> T2 ratios -> fat fraction -> T2 ratios).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nervemuscle.anatomy import MUSCLES, SIDES, muscle_label
+from nervemuscle.errors import NotAssessableError
+from nervemuscle.muscle import atlas, tissue
+from nervemuscle.muscle.external import onnx_labels, relabel
+from nervemuscle.muscle.fat import (ADIPOSE_FAT_FRACTION, NORMAL_MUSCLE_FAT_FRACTION, dixon_fat_fraction,
+                                    t1_fat_fraction)
+from nervemuscle.muscle.grading import grade_muscle, volume_losses
+from nervemuscle.muscle.grid import resample_to
+from nervemuscle.muscle.measure import axial_csa_mm2, label_means, label_volumes_ml, voxel_volume_mm3
+from nervemuscle.muscle.segment import fit_atlas, parcellate
+from nervemuscle.volume import Volume
+
+#: Corrected muscle signals within this factor of the lower quartile count as normal (T2 reference).
+NORMAL_SPREAD = 1.15
+#: A muscle with fewer voxels than this on the analysis grid is not assessable.
+MIN_VOXELS = 200
+#: ... or with less volume than this fraction of its reference volume (mostly outside the field of view).
+MIN_REFERENCE_FRACTION = 0.15
+
+
+@dataclass
+class MuscleAnalysis:
+    """Result of :func:`analyze_muscles` (``muscles`` items follow findings.schema.json)."""
+
+    muscles: list[dict[str, Any]]
+    not_assessable: list[dict[str, str]]
+    label_map: Volume
+    reference_signal: float | None
+    reference: dict[str, Any] = field(default_factory=dict)
+
+
+def _codes() -> list[tuple[str, str, int]]:
+    return [(m, s, muscle_label(m, s)) for m in MUSCLES for s in SIDES]
+
+
+def _base_image(t1: Volume | None, fluid: Volume | None, dixon: dict[str, Volume] | None) -> tuple[Volume, str]:
+    if t1 is not None:
+        return t1, "t1"
+    for role in ("dixon_in", "dixon_fat"):
+        if dixon and role in dixon:
+            return dixon[role], role
+    raise NotAssessableError("muscle analysis needs a T1-weighted or Dixon series")
+
+
+def t2_reference(signals: dict[int, float | None]) -> float | None:
+    """Normal-muscle signal from per-muscle (fat-corrected) fluid signals (see module notes)."""
+    values = np.array([v for v in signals.values() if v is not None and v > 0])
+    if values.size == 0:
+        return None
+    low = np.percentile(values, 25)
+    return float(np.median(values[values <= low * NORMAL_SPREAD]))
+
+
+def _echo_time_ms(vol: Volume) -> float | None:
+    meta = vol.metadata
+    if meta.get("te_ms"):
+        return float(meta["te_ms"])
+    te = meta.get("EchoTime")
+    if te:
+        te = float(te)
+        return te * 1000.0 if te < 1.0 else te  # BIDS sidecars give seconds, DICOM milliseconds
+    return None
+
+
+def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
+                    dixon: dict[str, Volume] | None = None, labels: Volume | None = None,
+                    label_names: dict[int, str] | None = None, onnx_model: str | None = None) -> MuscleAnalysis:
+    """Segment, measure and grade the 16 shoulder-girdle muscles of one exam.
+
+    Parameters
+    ----------
+    t1 : Volume or None
+        T1-weighted series: the analysis grid (else Dixon in-phase).
+    fluid : Volume or None
+        Fluid-sensitive series (T2 FS or STIR) for the T2 ratios; ``None`` leaves them not assessable.
+    protocol : dict
+        The grading protocol (:func:`nervemuscle.protocol.load_protocol`).
+    dixon : dict, optional
+        ``dixon_water``, ``dixon_fat`` (``dixon_in``, ``dixon_opp``) volumes: fat fraction from Dixon.
+    labels, label_names : Volume, dict, optional
+        A user label map (any grid) and its code -> name mapping, used instead of the built-in
+        segmentation.
+    onnx_model : str, optional
+        Path of an ONNX segmentation model (see :mod:`nervemuscle.muscle.external`).
+
+    Returns
+    -------
+    MuscleAnalysis
+    """
+    base, base_role = _base_image(t1, fluid, dixon)
+    tissues = tissue.classify(base)
+    transform, fitted_atlas = fit_atlas(base, tissues)
+    if labels is not None:
+        label_map, source = relabel(labels, label_names, base), "user label map"
+    elif onnx_model is not None:
+        images = [base] + ([fluid] if fluid is not None else [])
+        label_map, source = onnx_labels(onnx_model, images, label_names), f"ONNX model {onnx_model}"
+    else:
+        label_map, source = parcellate(base, tissues, transform, fitted_atlas), "atlas parcellation of T1 muscle tissue"
+    codes = [c for _, _, c in _codes()]
+    lab = label_map.data
+
+    volumes = label_volumes_ml(label_map, codes)
+    csa = axial_csa_mm2(label_map, codes)
+    all_points = base.voxel_to_world(np.argwhere(np.ones(base.shape, bool)))
+    ref_volumes = atlas.expected_volumes_ml(fitted_atlas, all_points, voxel_volume_mm3(base) / 1000.0,
+                                            transform)
+    min_ml = MIN_VOXELS * voxel_volume_mm3(label_map) / 1000.0
+    assessable = {c: volumes[c] >= min_ml and volumes[c] >= MIN_REFERENCE_FRACTION * ref_volumes[(m, s)]
+                  for m, s, c in _codes()}
+
+    # fluid series: per-muscle mean signals and the fat signal left by fat suppression
+    fluid_means, fat_fluid_raw = None, None
+    if fluid is not None:
+        on_fluid = resample_to(label_map, fluid, order=0).data
+        adipose_fluid = resample_to(base.with_data(tissues.adipose.astype(np.uint8)), fluid, order=0).data > 0
+        fluid_means = label_means(fluid.data, on_fluid, codes)
+        fat_fluid_raw = float(np.median(fluid.data[adipose_fluid])) if adipose_fluid.any() else 0.0
+    te_ratio = None
+    if fluid is not None and _echo_time_ms(base) and _echo_time_ms(fluid):
+        te_ratio = _echo_time_ms(base) / _echo_time_ms(fluid)
+
+    use_dixon = bool(dixon and "dixon_water" in dixon and "dixon_fat" in dixon)
+    if use_dixon:
+        grid = dixon["dixon_water"]
+        on_grid = resample_to(label_map, grid, order=0).data
+        ff = dixon_fat_fraction(grid.data, resample_to(dixon["dixon_fat"], grid, order=1).data, on_grid, codes)
+        fat_method = "dixon: fat / (water + fat), ratio of means over the muscle core"
+    else:
+        fat_method = (f"{base_role} signal: linear water/fat mixture calibrated on normal muscle "
+                      f"(FF {NORMAL_MUSCLE_FAT_FRACTION}) and subcutaneous fat (FF {ADIPOSE_FAT_FRACTION})"
+                      + (", edema effect divided out" if te_ratio else ""))
+    t1_means = label_means(base.data, lab, codes)
+    ratios: dict[int, float | None] = {c: None for c in codes}
+    reference_signal, fat_fluid, t1_muscle = None, None, None
+    corrected: dict[int, float | None] = {c: None for c in codes}
+    for _ in range(2):
+        if not use_dixon:
+            normal = [t1_means[c] for c in codes if assessable[c] and t1_means[c] is not None
+                      and (ratios[c] is None or ratios[c] < protocol["muscle"]["edema_thresholds"][0])]
+            t1_muscle = float(np.median(normal)) if normal else tissues.muscle_signal
+            factors = {c: ratios[c] ** te_ratio for c in codes if ratios[c] and te_ratio}
+            ff = t1_fat_fraction(base.data, lab, codes, muscle_signal=t1_muscle,
+                                 adipose_signal=tissues.adipose_signal, water_factors=factors)
+        if fluid_means is None:
+            break
+        water_fluid = reference_signal or 0.0
+        fat_fluid = (fat_fluid_raw - (1 - ADIPOSE_FAT_FRACTION) * water_fluid) / ADIPOSE_FAT_FRACTION
+        for c in codes:
+            f = ff[c] or 0.0
+            ok = fluid_means[c] is not None and assessable[c] and f < 0.9
+            corrected[c] = (fluid_means[c] - f * fat_fluid) / (1.0 - f) if ok else None
+        reference_signal = t2_reference(corrected)
+        ratios = {c: (corrected[c] / reference_signal if reference_signal and corrected[c] is not None else None)
+                  for c in codes}
+
+    named = {(m, s): (volumes[c] if assessable[c] else None) for m, s, c in _codes()}
+    losses = volume_losses(named, ref_volumes, protocol["muscle"]["atrophy_thresholds"])
+    muscles, not_assessable = [], []
+    for m, s, c in _codes():
+        if not assessable[c]:
+            why = "not found in the field of view" if volumes[c] == 0 else \
+                f"only {volumes[c]:.1f} ml segmented (outside the field of view or failed segmentation)"
+            not_assessable.append({"item": f"{m.replace('_', ' ')} {s}", "reason": why})
+            continue
+        item = {"name": m, "side": s, "volume_ml": round(volumes[c], 2),
+                "csa_mm2": None if csa[c] is None else round(csa[c], 1),
+                "t2_ratio": None if ratios[c] is None else round(float(ratios[c]), 3),
+                "fat_fraction": None if ff[c] is None else round(ff[c], 3), "fat_method": fat_method,
+                "volume_loss": None if losses[(m, s)] is None else round(losses[(m, s)], 3)}
+        muscles.append(grade_muscle(item, protocol["muscle"]))
+
+    reference = {
+        "segmentation": source,
+        "atlas_transform": {k: round(v, 3) for k, v in transform.__dict__.items()},
+        "atlas_fat_mm": fitted_atlas.fat_mm,
+        "t2_reference": "median fat-corrected fluid signal of the muscles within "
+                        f"{NORMAL_SPREAD} x the lower quartile of all muscles (water signal of normal muscle)",
+        "t2_reference_signal": reference_signal,
+        "fluid_fat_signal": fat_fluid,
+        "t1_muscle_signal": t1_muscle,
+        "t1_adipose_signal": tissues.adipose_signal,
+        "atrophy_reference": "volume relative to the registered atlas volume in the field of view; compared "
+                             "with the contralateral muscle's relative volume unless that one is atrophic",
+        "reference_volumes_ml": {f"{m}_{s}": round(v, 1) for (m, s), v in ref_volumes.items()},
+        "csa_level": "axial plane through the muscle centroid",
+    }
+    return MuscleAnalysis(muscles, not_assessable, label_map, reference_signal, reference)

@@ -1,0 +1,255 @@
+"""Shoulder-girdle atlas: label and tissue maps of normal anatomy in a canonical frame, and its registration.
+
+Canonical frame (mm): ``xc = (x - x_mid) / s`` (lateral scale ``s``), ``yc = y - ty``,
+``zc = z - tz``, plus a per-side vertical shift ``dz_side`` for the shoulder (``|xc| >= LATERAL_MM``),
+because the shoulders rise and drop independently of the neck. ``x_mid`` is the body's centroid, the
+other four parameters are found by :func:`register` (coordinate search maximising the agreement of
+the exam's T1 tissue classes with the atlas tissue map).
+
+The shipped atlas ``nervemuscle/data/muscle_atlas.npz`` is built by ``python -m nervemuscle.muscle.atlas``
+from the normal anatomy of phantom subjects ``make_subject("normal", seed)`` (seeds
+:data:`ATLAS_SEEDS`, never an analysed exam): each subject's labels are painted on the canonical
+grid through its own known body parameters, and the majority label per voxel is kept. It holds
+
+* ``labels``: 0 background, 1..16 graded muscles (``MUSCLE_CLASSES`` order), 17 other non-fat tissue;
+* ``nearest``: the nearest of classes 1..17 for every voxel (Voronoi fill), used to assign muscle
+  tissue voxels to muscles;
+* ``tissue``: T1 tissue class expected from the labels (0 outside, 1 dark, 2 muscle-like, 3 fat,
+  255 ambiguous) used for registration;
+
+one set per subcutaneous fat thickness in :data:`FAT_BANK_MM` (``fat_mm``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from scipy import ndimage
+
+from nervemuscle.anatomy import MUSCLES, SIDES, TISSUE_LABELS, muscle_label
+
+#: Class index (1..16) of each graded muscle in the atlas.
+MUSCLE_CLASSES = [(m, s) for m in MUSCLES for s in SIDES]
+OTHER_CLASS = 17
+#: |xc| from which the per-side shoulder shift applies (mm).
+LATERAL_MM = 90.0
+ATLAS_FILE = "muscle_atlas.npz"
+ATLAS_SEEDS = tuple(range(1001, 1005))
+#: Subcutaneous fat thicknesses (mm) of the atlas bank: the superficial muscles (trapezius, pectoralis
+#: major) lie deeper under a thicker fat layer, so one atlas is built per thickness and registration
+#: picks the one that agrees best with the exam.
+FAT_BANK_MM = (7.0, 9.0, 11.0, 13.0)
+VOXEL_MM = 2.0
+ORIGIN = np.array([-230.0, -160.0, -135.0])
+SHAPE = (231, 156, 121)
+
+# T1 tissue class of each label code (see module notes)
+_DARK = ("cortical_bone", "csf", "artery", "vein", "lung")
+_FAT = ("subcutaneous_fat", "intermuscular_fat")
+_AMBIGUOUS = ("marrow", "nerve_trunk", "disc")
+
+
+@dataclass
+class Atlas:
+    labels: np.ndarray
+    nearest: np.ndarray
+    tissue: np.ndarray
+    fat_mm: float = float("nan")
+
+
+@dataclass
+class Transform:
+    """Exam world -> canonical atlas frame (see module notes)."""
+
+    x_mid: float
+    s: float = 1.0
+    ty: float = 0.0
+    tz: float = 0.0
+    dz_left: float = 0.0
+    dz_right: float = 0.0
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 3) world mm to canonical mm."""
+        xc = (points[:, 0] - self.x_mid) / self.s
+        zc = points[:, 2] - self.tz
+        zc = zc + np.where(xc >= LATERAL_MM, self.dz_right, 0.0) + np.where(xc <= -LATERAL_MM, self.dz_left, 0.0)
+        return np.column_stack([xc, points[:, 1] - self.ty, zc])
+
+
+def class_of_label() -> np.ndarray:
+    """Lookup table label code -> atlas class (0 background/fat, 1..16 muscles, 17 other)."""
+    lut = np.full(64, OTHER_CLASS, np.uint8)
+    lut[0] = 0
+    for name in _FAT:
+        lut[TISSUE_LABELS[name]] = 0
+    for i, (m, s) in enumerate(MUSCLE_CLASSES):
+        lut[muscle_label(m, s)] = i + 1
+    return lut
+
+
+def tissue_of_label() -> np.ndarray:
+    """Lookup table label code -> T1 tissue class (0 outside, 1 dark, 2 muscle-like, 3 fat, 255 ambiguous)."""
+    lut = np.full(64, 2, np.uint8)
+    lut[0] = 0
+    for name in _DARK:
+        lut[TISSUE_LABELS[name]] = 1
+    for name in _FAT:
+        lut[TISSUE_LABELS[name]] = 3
+    for name in _AMBIGUOUS:
+        lut[TISSUE_LABELS[name]] = 255
+    lut[40:60] = 255  # roots
+    return lut
+
+
+def canonical_axes() -> list[np.ndarray]:
+    return [ORIGIN[a] + VOXEL_MM * np.arange(SHAPE[a]) for a in range(3)]
+
+
+def lookup(volume: np.ndarray, canonical: np.ndarray, fill: int = 0) -> np.ndarray:
+    """Nearest-voxel values of an atlas array at (N, 3) canonical points (``fill`` outside)."""
+    idx = np.rint((canonical - ORIGIN) * (1.0 / VOXEL_MM)).astype(np.int32)
+    inside = ((idx[:, 0] >= 0) & (idx[:, 0] < SHAPE[0]) & (idx[:, 1] >= 0) & (idx[:, 1] < SHAPE[1])
+              & (idx[:, 2] >= 0) & (idx[:, 2] < SHAPE[2]))
+    flat = (idx[:, 0] * SHAPE[1] + idx[:, 1]) * SHAPE[2] + idx[:, 2]
+    out = volume.reshape(-1)[np.where(inside, flat, 0)]
+    out[~inside] = fill
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_atlas_bank() -> tuple[Atlas, ...]:
+    """The shipped atlases, one per subcutaneous fat thickness (see module notes)."""
+    with resources.files("nervemuscle.data").joinpath(ATLAS_FILE).open("rb") as fh:
+        z = np.load(fh)
+        return tuple(Atlas(labels=z["labels"][i], nearest=z["nearest"][i], tissue=z["tissue"][i],
+                           fat_mm=float(z["fat_mm"][i])) for i in range(len(z["fat_mm"])))
+
+
+def _score(atlas: Atlas, points: np.ndarray, classes: np.ndarray, t: Transform) -> float:
+    expected = lookup(atlas.tissue, t.apply(points), fill=0)
+    valid = expected != 255
+    return float(np.mean(expected[valid] == classes[valid]))
+
+
+def register(points: np.ndarray, classes: np.ndarray, x_mid: float) -> tuple[Transform, Atlas]:
+    """Fit the exam -> atlas transform by coordinate search.
+
+    Parameters
+    ----------
+    points : (N, 3) ndarray
+        World positions (mm) of a subsample of the exam's voxels (inside and around the body).
+    classes : (N,) ndarray
+        Their T1 tissue classes (0 outside, 1 dark, 2 muscle-like, 3 fat).
+    x_mid : float
+        Body midline (world x, mm).
+
+    Returns
+    -------
+    Transform, Atlas
+        The transform and the member of the atlas bank that fits best.
+    """
+    bank = load_atlas_bank()
+    atlas = bank[len(bank) // 2]
+    t = Transform(x_mid=x_mid)
+    t.ty = float(points[classes > 0, 1].mean() - _atlas_body_centroid_y(atlas))
+    t = _search(atlas, points, classes, t, (COARSE_SEARCH, FINE_SEARCH, FINE_SEARCH))
+    atlas = max(bank, key=lambda a: _score(a, points, classes, t))
+    return _search(atlas, points, classes, t, (FINE_SEARCH,)), atlas
+
+
+def _search(atlas: Atlas, points: np.ndarray, classes: np.ndarray, t: Transform, rounds) -> Transform:
+    best = _score(atlas, points, classes, t)
+    for offsets in rounds:
+        for name, steps in offsets.items():
+            centre = getattr(t, name)
+            for v in centre + steps:
+                trial = Transform(**{**t.__dict__, name: float(v)})
+                score = _score(atlas, points, classes, trial)
+                if score > best:
+                    best, t = score, trial
+    return t
+
+
+#: Offsets tried around the current value of each parameter (coordinate search).
+COARSE_SEARCH = {"tz": np.arange(-40, 41, 4.0), "ty": np.arange(-12, 12.1, 3.0), "s": np.arange(-0.14, 0.141, 0.02),
+                 "dz_left": np.arange(-12, 12.1, 2.0), "dz_right": np.arange(-12, 12.1, 2.0)}
+FINE_SEARCH = {"tz": np.arange(-3, 3.1, 1.0), "ty": np.arange(-1.5, 1.6, 0.5), "s": np.arange(-0.02, 0.021, 0.01),
+               "dz_left": np.arange(-2, 2.1, 0.5), "dz_right": np.arange(-2, 2.1, 0.5)}
+
+
+def _atlas_body_centroid_y(atlas: Atlas) -> float:
+    occupied = np.argwhere(atlas.tissue > 0)
+    return float(ORIGIN[1] + VOXEL_MM * occupied[:, 1].mean())
+
+
+def expected_volumes_ml(atlas: Atlas, points: np.ndarray, voxel_ml: float, t: Transform) -> dict:
+    """Normal volume of each muscle inside the exam's field of view: atlas label voxels mapped from
+    every exam voxel (``points``: world centres of all exam voxels)."""
+    cls = lookup(atlas.labels, t.apply(points), fill=0)
+    counts = np.bincount(cls, minlength=OTHER_CLASS + 1)
+    return {key: float(counts[i + 1] * voxel_ml) for i, key in enumerate(MUSCLE_CLASSES)}
+
+
+def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM) -> dict[str, np.ndarray]:
+    """Majority labels of normal phantom subjects on the canonical grid, one atlas per fat thickness.
+
+    Each subject's own body parameters (width, shoulder drop, antero-posterior shift) map it into
+    the canonical frame; its subcutaneous fat thickness is set to the bank value.
+    """
+    from dataclasses import replace
+
+    from nervemuscle.phantom.acquisition import render_labels
+    from nervemuscle.phantom.anatomy import build_anatomy
+    from nervemuscle.phantom.subject import make_subject
+    from nervemuscle.protocol import default_protocol
+
+    csa = default_protocol()["nerve"]["csa_reference_mm2"]
+    root_csa = {(seg, side): float(v) for seg, v in csa.items() for side in SIDES}
+    xs, ys, zs = canonical_axes()
+    classes = class_of_label()
+    tissue_lut = tissue_of_label()
+    tissue_lut[tissue_lut == 255] = 4
+    out = {"labels": [], "nearest": [], "tissue": [], "fat_mm": np.asarray(fat_bank, float)}
+    for fat_mm in fat_bank:
+        votes = np.zeros((OTHER_CLASS + 1, *SHAPE), np.uint8)
+        tissue_votes = np.zeros((5, *SHAPE), np.uint8)
+        for seed in seeds:
+            p = replace(make_subject("normal", seed).body, fat_mm=float(fat_mm))
+            anatomy = build_anatomy(p, root_csa, {}, {})
+            labels = np.zeros(SHAPE, np.uint8)
+            blocks = [(np.abs(xs) < LATERAL_MM, 0.0), (xs >= LATERAL_MM, p.shoulder_drop["right"]),
+                      (xs <= -LATERAL_MM, p.shoulder_drop["left"])]
+            for sel, drop in blocks:
+                # canonical zc = z + drop on the lateral blocks (the shoulder is lower by ``drop``)
+                labels[sel] = render_labels(anatomy.structures, xs[sel] * p.width, ys + p.y_shift, zs - drop)
+            cls, tis = classes[labels], tissue_lut[labels]
+            for c in range(OTHER_CLASS + 1):
+                votes[c] += cls == c
+            for c in range(5):
+                tissue_votes[c] += tis == c
+        labels = votes.argmax(axis=0).astype(np.uint8)
+        tissue = tissue_votes.argmax(axis=0).astype(np.uint8)
+        tissue[tissue == 4] = 255
+        _, idx = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        out["labels"].append(labels)
+        out["nearest"].append(labels[idx[0], idx[1], idx[2]])
+        out["tissue"].append(tissue)
+    return {k: np.stack(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+def main() -> None:
+    """Build the atlas and write it into the package data folder."""
+    from pathlib import Path
+
+    import nervemuscle.data as data
+
+    arrays = build_atlas()
+    path = Path(data.__file__).parent / ATLAS_FILE
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
