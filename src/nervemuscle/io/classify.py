@@ -18,20 +18,22 @@ _DIXON_MAP_TOKENS = {"FAT_FRACTION", "FF", "WATER_FRACTION", "R2_STAR", "T2_STAR
 _REFORMAT_TOKENS = {"MIP", "MPR", "PROJECTION IMAGE", "REFORMATTED", "SUBTRACTION", "CPR", "MNIP"}
 _DIFFUSION_IMAGE_TOKENS = {"DIFFUSION", "ADC", "TRACEW", "TRACE", "FA", "EADC"}
 
-_FATSAT_RE = re.compile(r"\bfs\b|fat[ _-]?sat|\bstir\b|\bspair\b|\bspir\b|\bwe\b|water[ _-]?excit|\btirm\b|\bfatsup\b"
-                        r"|_fs\b|\bfs_|chem[ _-]?sat|\bproset\b", re.I)
-_LOCALIZER_RE = re.compile(r"locali[sz]er|\bpilot\b|\bscout\b|\bsurvey\b|3[ -]?plane|tri[ _-]?pilot|\baahead|\bloc\b", re.I)
-_STIR_RE = re.compile(r"\bstir\b|_stir|stir_|\btirm|_tirm|\bir[_ -]?fse\b|\bir[_ -]?tse\b|fast[ _-]?ir", re.I)
-_DWI_RE = re.compile(r"\bdiff|\bdwi|_dwi|\bdti\b|_dti|ep2d_diff|resolve|\badc\b|\btrace", re.I)
-_DIXON_DESC = [  # (role, pattern): Siemens suffixes _W/_F/_in/_opp, GE prefixes WATER:/FAT:/InPhase:/OutPhase:
-    ("dixon_water", re.compile(r"^water\s*:|_w$|\bwater\b|\bdixon[ _-]?w\b", re.I)),
-    ("dixon_fat", re.compile(r"^fat\s*:|_f$|\bfat\b(?![ _-]?(sat|sup|fraction))|\bdixon[ _-]?f\b", re.I)),
-    ("dixon_in", re.compile(r"^in[ _-]?phase\s*:|_in$|\bin[ _-]?phase\b|\bip\b", re.I)),
-    ("dixon_opp", re.compile(r"^out[ _-]?phase\s*:|_opp$|\bopp(osed)?[ _-]?phase\b|\bout[ _-]?phase\b|\bop\b", re.I)),
+# Word patterns are matched against the description with '_' and '-' turned into spaces.
+_FATSAT_RE = re.compile(r"\bfs\b|fat ?sat|\bstir\b|\bspair\b|\bspir\b|\bwe\b|water ?excit|\btirm\b|\bfatsup\b"
+                        r"|chem ?sat|\bproset\b", re.I)
+_LOCALIZER_RE = re.compile(r"locali[sz]er|\bpilot\b|\bscout\b|\bsurvey\b|3 ?plane|\baahead|\bloc\b", re.I)
+_STIR_RE = re.compile(r"\bstir\b|\btirm|\bir ?[ft]se\b|fast ?ir\b", re.I)
+_DWI_RE = re.compile(r"\bdiff|\bdwi\b|\bdti\b|\bresolve\b|\badc\b|\btrace", re.I)
+_T1_RE = re.compile(r"\bt1", re.I)
+_T2_RE = re.compile(r"\bt2", re.I)
+# Dixon patterns use the raw description: Siemens suffixes _W/_F/_in/_opp, GE prefixes WATER:/FAT:/InPhase:/
+# OutPhase:, Philips suffixes _W/_F/_IP/_OP.
+_DIXON_DESC = [
+    ("dixon_water", re.compile(r"^water\s*:|_w$|\bwater\b(?![ _-]?excit)", re.I)),
+    ("dixon_fat", re.compile(r"^fat\s*:|_f$|\bfat\b(?![ _-]?(sat|sup|frac))", re.I)),
+    ("dixon_in", re.compile(r"^in[ _-]?phase\s*:|_in$|_ip$|\bin[ _-]?phase\b", re.I)),
+    ("dixon_opp", re.compile(r"^out[ _-]?phase\s*:|_opp?$|\bopp(osed)?[ _-]?phase\b|\bout[ _-]?phase\b", re.I)),
 ]
-_DIXON_CONTEXT_RE = re.compile(r"dixon|ideal|lava[ _-]?flex|flex|mdixon|:\s*|_(w|f|in|opp)$", re.I)
-_T1_RE = re.compile(r"\bt1|_t1|t1w|t1_", re.I)
-_T2_RE = re.compile(r"\bt2|_t2|t2w|t2_", re.I)
 
 
 def _tokens(value) -> set[str]:
@@ -74,6 +76,7 @@ def classify_series(attributes: dict, description: str) -> tuple[str, str]:
         other``; ``reason`` names the evidence.
     """
     desc = (description or "").strip()
+    words = re.sub(r"[_\-]+", " ", desc)
     image_type = _tokens(attributes.get("ImageType"))
     scanning = _tokens(attributes.get("ScanningSequence"))
     options = _tokens(attributes.get("ScanOptions"))
@@ -103,7 +106,7 @@ def classify_series(attributes: dict, description: str) -> tuple[str, str]:
 
     # 2. ScanningSequence + TI (and diffusion weighting)
     is_ir = "IR" in scanning or "IR" in options
-    if "EP" in scanning and ((bvalue is not None and bvalue > 0) or _DWI_RE.search(desc) or "ep_b" in seq_name):
+    if "EP" in scanning and ((bvalue is not None and bvalue > 0) or _DWI_RE.search(words) or "ep_b" in seq_name):
         why = f"b={bvalue:g}" if bvalue else ("SequenceName " + seq_name if "ep_b" in seq_name else "description")
         return "dwi", f"echo-planar (ScanningSequence EP) with diffusion weighting ({why})"
     if is_ir and ti is not None:
@@ -122,20 +125,19 @@ def classify_series(attributes: dict, description: str) -> tuple[str, str]:
         return "dwi", f"SequenceName {seq_name!r} (Siemens diffusion EPI)"
 
     # 4. SeriesDescription patterns
-    if _LOCALIZER_RE.search(desc):
+    if _LOCALIZER_RE.search(words):
         return "localizer", f"description {desc!r} names a localizer"
-    if _DIXON_CONTEXT_RE.search(desc):
-        for role, pattern in _DIXON_DESC:
-            if pattern.search(desc):
-                return role, f"description {desc!r} names a Dixon {role.split('_')[1]} image"
-    if _STIR_RE.search(desc) or (is_ir and not ("GR" in scanning)):
-        why = f"description {desc!r}" if _STIR_RE.search(desc) else "inversion recovery without TI"
+    for role, pattern in _DIXON_DESC:
+        if pattern.search(desc):
+            return role, f"description {desc!r} names a Dixon {role.split('_')[1]} image"
+    if _STIR_RE.search(words) or (is_ir and not ("GR" in scanning)):
+        why = f"description {desc!r}" if _STIR_RE.search(words) else "inversion recovery without TI"
         return "stir", f"{why} (STIR)"
-    if _DWI_RE.search(desc):
+    if _DWI_RE.search(words):
         return "dwi", f"description {desc!r} names diffusion"
 
     # 5. ScanOptions fat saturation with TR/TE weighting, then description weighting
-    fat_sat = "FS" in options or bool(_FATSAT_RE.search(desc))
+    fat_sat = "FS" in options or bool(_FATSAT_RE.search(words))
     fs_why = "ScanOptions FS" if "FS" in options else (f"description {desc!r}" if fat_sat else "")
     if tr is not None and te is not None:
         if tr > 2000 and te > 50:
@@ -146,8 +148,8 @@ def classify_series(attributes: dict, description: str) -> tuple[str, str]:
             if fat_sat:
                 return "other", f"T1-weighted ({_tr_te(attributes)}) but fat-suppressed ({fs_why})"
             return "t1", f"T1-weighted: TR<1000 and TE<30 ms ({_tr_te(attributes)})"
-    if _T1_RE.search(desc) and not fat_sat:
+    if _T1_RE.search(words) and not fat_sat:
         return "t1", f"description {desc!r} names T1 ({_tr_te(attributes)})"
-    if _T2_RE.search(desc) and fat_sat:
+    if _T2_RE.search(words) and fat_sat:
         return "t2fs", f"description {desc!r} names fat-suppressed T2 ({_tr_te(attributes)})"
     return "other", f"no rule matched ({_tr_te(attributes)}, description {desc!r})"

@@ -17,6 +17,10 @@ from nervemuscle.io.classify import classify_series
 from nervemuscle.io.series import ROLES, Exam, Series
 
 
+#: NIfTI file stems that are label maps or masks, not images.
+LABEL_MAP_NAME = re.compile(r"(^|[_.-])(labels?|seg|dseg|mask|roi)([_.-]|$)", re.I)
+
+
 def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
     """Read every MR series below ``path``.
 
@@ -52,7 +56,16 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
     nifti_stems = {f.with_name(nifti.nifti_stem(f) + ".json") for f in nifti_files}
     other = [f for f in files if not nifti.is_nifti(f) and f not in nifti_stems]
     headers, n_ignored, warnings = dicom.read_dicom_files(other)
-    series = [*_dicom_series(headers), *(_nifti_series(f) for f in nifti_files)]
+    if headers and nifti_files:  # a DICOM exam: NIfTI files beside it (label maps, exports) are not series
+        warnings.append(f"DICOM exam: skipped {len(nifti_files)} NIfTI file(s)")
+        n_ignored += len(nifti_files) + len([f for f in nifti_stems if f.exists()])
+        nifti_files = []
+    label_maps = [f for f in nifti_files if LABEL_MAP_NAME.search(nifti.nifti_stem(f))]
+    if label_maps:
+        warnings.append(f"skipped {len(label_maps)} NIfTI label map(s) by name: "
+                        + ", ".join(f.name for f in label_maps[:5]))
+        n_ignored += len(label_maps)
+    series = [*_dicom_series(headers), *(_nifti_series(f) for f in nifti_files if f not in label_maps)]
     if not series:
         raise BadInputError(f"no DICOM MR images or NIfTI files found ({n_ignored} file(s) ignored)", root)
     for s in series:
@@ -69,12 +82,9 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
 def _dicom_series(headers) -> list[Series]:
     groups = dicom.group_series(headers)
     sorted_groups = [(g, *dicom.sort_and_check(g)) for g in groups]
-    datasets = {p: ds for p, ds in headers}
-    used = sorted({f.path for g in groups for f in g.frames})
-    pixels = dicom.load_pixels(used, datasets)
     out = []
     for group, frames, step, warnings in sorted_groups:
-        volume = dicom.build_volume(frames, step, pixels)
+        volume = dicom.build_volume(frames, step)
         attributes = dicom.series_attributes(frames)
         ds = frames[0].header
         description = str(ds.get("SeriesDescription", "") or "")
