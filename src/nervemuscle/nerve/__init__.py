@@ -26,13 +26,13 @@ from nervemuscle.volume import Volume
 __all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
 
 #: Working-grid step (mm) and tubular-filter scales (mm) used for detection.
-WORK_STEP_MM = 1.0
-SIGMAS_MM = (1.0, 1.5, 2.0, 2.5)
+WORK_STEP_MM = 1.5
+SIGMAS_MM = (1.0, 1.6, 2.4)
 #: Lateral distance (mm) from the canal axis at which a root is taken to leave its foramen.
 FORAMEN_LATERAL_MM = 15.0
 #: Region around the canal (mm, relative to the canal centre) searched for roots.
-ROI_LATERAL_MM = 85.0
-ROI_AP_MM = (-30.0, 70.0)
+ROI_LATERAL_MM = 75.0
+ROI_AP_MM = (-20.0, 50.0)
 #: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
 ROOT_MIN_SIGNAL = 1.1
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
@@ -151,7 +151,8 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     response_data, _ = tubularity(work.data, work.spacing, SIGMAS_MM)
     response = work.with_data(response_data)
     _blank_canal(response, canal)
-    local_muscle, local_method = estimate_muscle_reference(work)
+    z_lo, z_hi = work.affine[2, 3], work.affine[2, 3] + WORK_STEP_MM * (work.shape[2] - 1)
+    local_muscle, local_method = estimate_muscle_reference(fluid, canal, (z_lo, z_hi))
     exits = {side: find_exit_peaks(response, work, canal, side, min_signal=ROOT_MIN_SIGNAL * local_muscle)
              for side in SIDES}
     named = name_levels(exits)

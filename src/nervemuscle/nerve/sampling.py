@@ -11,7 +11,8 @@ from nervemuscle.volume import Volume
 def sample_world(volume: Volume, points: np.ndarray, *, order: int = 1, cval: float = np.nan) -> np.ndarray:
     """Values of ``volume`` at world points ``(..., 3)`` mm; ``cval`` outside the grid."""
     pts = np.asarray(points, dtype=float)
-    idx = volume.world_to_voxel(pts.reshape(-1, 3)).T
+    inv = np.linalg.inv(volume.affine)
+    idx = inv[:3, :3] @ pts.reshape(-1, 3).T + inv[:3, 3:4]
     vals = ndimage.map_coordinates(volume.data, idx, order=order, mode="constant", cval=cval, prefilter=False)
     return vals.reshape(pts.shape[:-1])
 
