@@ -248,7 +248,7 @@ def _split_groups(uid: str, frames: list[Frame]) -> list[SeriesFrames]:
     for d in range(len(keys)):
         values = list(dict.fromkeys(k[d] for k in groups))
         if d != 0:
-            values = sorted(values, key=lambda v: (v is None, str(v) if not isinstance(v, float) else f"{v:020.6f}"))
+            values = sorted(values, key=lambda v: (v is None, v if isinstance(v, float) else str(v)))
         ranks.append({v: i + 1 for i, v in enumerate(values)})
     names = list(keys)
     out = []
