@@ -41,7 +41,7 @@ def subject_rng(phenotype: str, seed: int) -> np.random.Generator:
 
 
 def draw_body(rng: np.random.Generator) -> BodyParams:
-    jitter = {(seg, side): rng.normal(0.0, [2.0, 1.0, 2.0]) for seg in ROOTS for side in SIDES}
+    jitter = {(seg, side): tuple(map(float, rng.normal(0.0, [2.0, 1.0, 2.0]))) for seg in ROOTS for side in SIDES}
     return BodyParams(
         width=float(rng.uniform(0.92, 1.06)),
         height=float(rng.uniform(0.95, 1.05)),

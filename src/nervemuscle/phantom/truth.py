@@ -44,13 +44,17 @@ def _water_signal(tissue, acq, field):
                                ti=acq.ti_at(field), field_strength=field)[0]
 
 
-def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM) -> dict[int, float]:
-    """Volume (ml) of each graded muscle label inside a world box, from the painted continuous model."""
+def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM, labels=None) -> dict[int, float]:
+    """Volume (ml) of each graded muscle label (or of ``labels``) inside a world box, from the painted model.
+
+    A point counts for a label when the last solid containing it carries that label, so only the
+    label's own solids and those painted after them are rendered (midpoint rule on a ``step`` grid).
+    """
     lo_f, hi_f = bounds
     out = {}
     shapes, first = {}, {}
     for i, (label, shape) in enumerate(anatomy.structures):
-        if 20 <= label < 40:
+        if 20 <= label < 40 and (labels is None or label in labels):
             shapes.setdefault(label, []).append(shape)
             first.setdefault(label, i)
     for label, parts in shapes.items():
@@ -70,9 +74,9 @@ def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM) -> dict[int
             w[-1] = min(1.0, (h - (a[-1] - step / 2)) / step)
             weights.append(w)
         # earlier solids cannot change whether a point ends up with this label
-        labels = render_labels(anatomy.structures[first[label]:], *axes)
+        painted = render_labels(anatomy.structures[first[label]:], *axes)
         cell = np.einsum("i,j,k->ijk", *weights)
-        out[label] = float((cell * (labels == label)).sum() * step**3 / 1000.0)
+        out[label] = float((cell * (painted == label)).sum() * step**3 / 1000.0)
     return out
 
 
