@@ -1,0 +1,83 @@
+"""Muscle analysis on phantom exams against their exact truth (segmentation, measurements, grades)."""
+import jsonschema
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from nervemuscle.anatomy import muscle_label
+from nervemuscle.muscle import analyze_muscles
+from nervemuscle.muscle.validation import cohort_metrics, compare_exam
+from nervemuscle.protocol import default_protocol
+
+pytest.importorskip("nervemuscle.phantom")
+from benchmarks.eval_muscle import simulate  # noqa: E402
+
+#: Small cohort: ALS exams with edema/atrophy/fat, one MMN, two normals (none is an atlas seed).
+COHORT = [("als", 1), ("als", 2), ("als", 3), ("als", 5), ("als", 8), ("mmn", 1), ("normal", 1), ("normal", 2)]
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    protocol = default_protocol()
+    exams, results = [], []
+    for phenotype, seed in COHORT:
+        t1, fluid, _, truth, labels = simulate(phenotype, seed)
+        result = analyze_muscles(t1, fluid, protocol)
+        results.append((t1, fluid, result))
+        exams.append(compare_exam(result, truth, labels))
+    return exams, results
+
+
+@pytest.mark.slow
+def test_segmentation_and_measurements_meet_targets(cohort):
+    metrics = cohort_metrics(cohort[0])
+    assert metrics["dice_all_muscle_mean"] >= 0.90
+    for name, d in metrics["dice_per_muscle"].items():
+        assert d["mean"] >= 0.85, (name, d)
+    assert metrics["volume_rel_error_mean"] <= 0.10
+    assert metrics["fat_fraction_abs_error_mean"] <= 0.05
+
+
+@pytest.mark.slow
+def test_detection_and_study_level_accuracy(cohort):
+    metrics = cohort_metrics(cohort[0])
+    for finding in ("edema", "fatty_infiltration", "atrophy"):
+        m = metrics[finding]
+        assert m["tp"] + m["fn"] > 0, finding  # the cohort must hold positives to be a test
+        assert m["sensitivity"] >= 0.90, (finding, m)
+        assert m["specificity"] >= 0.90, (finding, m)
+    assert metrics["muscle_abnormal_accuracy"] >= 0.90
+    assert metrics["muscle_atrophy_accuracy"] >= 0.90
+
+
+@pytest.mark.slow
+def test_items_follow_the_findings_schema_and_reference_is_normal_muscle(cohort):
+    schema = json.loads(resources.files("nervemuscle.schema").joinpath("findings.schema.json").read_text())
+    item_schema = schema["properties"]["muscles"]["items"]
+    for _, _, result in cohort[1]:
+        for item in result.muscles:
+            jsonschema.validate(item, item_schema)
+        assert result.label_map.shape == cohort[1][0][0].shape or result.label_map.data.ndim == 3
+        assert result.reference_signal > 0
+
+
+@pytest.mark.slow
+def test_muscles_outside_the_field_of_view_are_not_assessable(cohort):
+    t1, fluid, _ = cohort[1][0]
+    # keep only the upper third of the slices (neck): shoulder muscles leave the field of view
+    z = t1.voxel_to_world(np.column_stack([np.zeros(t1.shape[2]), np.zeros(t1.shape[2]), np.arange(t1.shape[2])]))[:, 2]
+    keep = z > np.percentile(z, 66)
+    k0 = int(np.flatnonzero(keep).min())
+    aff = t1.affine.copy()
+    aff[:3, 3] = t1.voxel_to_world(np.array([[0, 0, k0]]))[0]
+    cropped = t1.with_data(np.ascontiguousarray(t1.data[:, :, keep]))
+    cropped.affine = aff
+    result = analyze_muscles(cropped, fluid, default_protocol())
+    missing = {entry["item"] for entry in result.not_assessable}
+    assert "deltoid left" in missing and "deltoid right" in missing
+    assert all(entry["reason"] for entry in result.not_assessable)
+    assert not {(m["name"], m["side"]) for m in result.muscles} & {("deltoid", "left"), ("deltoid", "right")}
+    assert not (result.label_map.data == muscle_label("deltoid", "left")).sum() > 0.1 * (
+        cohort[1][0][2].label_map.data == muscle_label("deltoid", "left")).sum()
