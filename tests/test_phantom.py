@@ -101,7 +101,7 @@ def _root_axis_grid(root, d_lo, d_hi, step):
 
 @pytest.mark.parametrize("phenotype,seed", [("mmn", 3), ("normal", 4)])
 def test_rasterised_root_csa_matches_the_analytic_csa(phenotype, seed):
-    """Root volume on a 0.15 mm label map between two perpendicular planes / length = analytic mean CSA."""
+    """Root volume on a 0.2 mm label map between two perpendicular planes / length = analytic mean CSA."""
     subject = make_subject(phenotype, seed)
     checked = 0
     for (seg, side), root in subject.anatomy.roots.items():
@@ -110,14 +110,14 @@ def test_rasterised_root_csa_matches_the_analytic_csa(phenotype, seed):
         if phenotype == "mmn" and subject.pathology.roots[(seg, side)].lesion == "none" and seg != "C7":
             continue
         lo_d, hi_d = PROTO["nerve"]["measure_from_foramen_mm"]
-        axes = _root_axis_grid(root, lo_d, hi_d, 0.15)
+        axes = _root_axis_grid(root, lo_d, hi_d, 0.2)
         tube = root.tube((0.0, root.s_foramen + 45.0))
         mask = evaluate(tube, axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
         idx = np.nonzero(mask)
         pts = np.column_stack([axes[0][idx[0]], axes[1][idx[1]], axes[2][idx[2]]])
         _, s = tube.project(pts)
         d = s - root.s_foramen
-        rasterised = ((d >= lo_d) & (d <= hi_d)).sum() * 0.15**3 / (hi_d - lo_d)
+        rasterised = ((d >= lo_d) & (d <= hi_d)).sum() * 0.2**3 / (hi_d - lo_d)
         expected = _analytic_csa(subject, seg, side)
         assert rasterised == pytest.approx(expected, rel=0.03), (seg, side)
         checked += 1
@@ -192,7 +192,7 @@ def _draw(phenotype, n):
     out = []
     for seed in range(n):
         rng = subject_rng(phenotype, seed)
-        out.append(draw_pathology(phenotype, rng, "right", nerve_t2=44.5, muscle_t2=29.0))
+        out.append(draw_pathology(phenotype, rng, "right", nerve_t2=44.5, muscle_t2=29.0, protocol=PROTO))
     return out
 
 

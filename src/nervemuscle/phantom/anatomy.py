@@ -89,8 +89,8 @@ def _body(p: BodyParams) -> Union:
             0.0,
             np.array([-6, -6, -7, -8, -8, -7, -6]) + y0,
             np.array([138, 138, 148, 160, 150, 108, 60]) * w,
-            [100, 100, 96, 86, 72, 62, 55],
-            power=2.6,
+            [100, 100, 98, 86, 72, 62, 55],
+            power=3.0,
         ),
     ]
     for side in SIDES:
@@ -207,11 +207,15 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
         lungs.append(_ext("z", [-150, -60, -25, -5, 12 * h], m * np.array([64, 62, 50, 40, 36]) * w,
                           np.array([6, 6, 6, 4, 2]) + y0, np.array([52, 50, 36, 20, 3]) * w, [66, 64, 44, 26, 4]))
     add((T["lung"], Union(lungs)))
-    # posterior neck muscles
+    # posterior neck and back muscles (splenius, semispinalis, erector spinae), levator scapulae
+    add((T["paraspinal_muscle"], _ext("z", [-150, -30, 0, 40, 160], 0.0, np.array([-52, -54, -50, -42, -40]) + y0,
+                                       np.array([44, 48, 54, 50, 46]) * w, [26, 30, 32, 30, 28])))
     for side in SIDES:
         m = SIGN[side]
         add((T["paraspinal_muscle"], _ext("z", [-150, -20, 30, 160], m * 24.0, np.array([-48, -50, -48, -46]) + y0,
                                            [22, 22, 20, 19], [23, 24, 22, 20])))
+        add((T["soft_tissue"], _ext("z", [-20, 20, 60, 100], m * np.array([62, 52, 42, 36]) * w,
+                                    np.array([-30, -26, -22, -20]) + y0, [10, 11, 10, 9], [12, 13, 12, 10])))
     # graded muscles
     fat = p.fat_mm
     for side in SIDES:
@@ -234,14 +238,14 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
              _ext("z", np.array([-24, 0, 30, 60, 82]) * h, m * np.array([56, 48, 40, 34, 31]) * w,
                   np.array([-1, -5, -7, -7, -7]) + y0, np.array([9, 9, 8, 7, 6]) * r(k["middle_scalene"]),
                   np.array([7, 7, 6.5, 6, 5]) * r(k["middle_scalene"]))))
-        ang = -m * np.deg2rad(28)   # scapular plane: lateral border more anterior
+        ang = -m * np.deg2rad(22)   # scapular plane: lateral border more anterior
         add((muscle_label("subscapularis", side),
              _ext("z", [-130, -60, -28, -10 - drop], m * np.array([96, 100, 106, 112]) * w,
-                  np.array([-39, -39, -37, -31]) + y0, np.array([32, 44, 40, 24]) * r(k["subscapularis"]),
+                  np.array([-39, -39, -37, -31]) + y0, np.array([30, 40, 36, 22]) * r(k["subscapularis"]),
                   np.array([9, 11, 10, 7]) * r(k["subscapularis"]), angle=ang)))
         add((muscle_label("infraspinatus", side),
-             _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-64, -64, -61]) + y0,
-                  np.array([32, 46, 40]) * r(k["infraspinatus"]), np.array([9, 11, 9]) * r(k["infraspinatus"]),
+             _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-62, -62, -59]) + y0,
+                  np.array([30, 40, 36]) * r(k["infraspinatus"]), np.array([8, 10, 8]) * r(k["infraspinatus"]),
                   angle=ang)))
         sup = np.array([78, 100, 125, 148]) * w
         add((muscle_label("supraspinatus", side),
@@ -273,8 +277,8 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
             add((label, _ext("z", [-150, -38 - drop], m * 164 * w, -8 + y0, 12.0, 12.0).peeled(shrink)))
             add((label, Ellipsoid(hc + [-m * 30, -4, 0], np.array([6.0, 14.0, 18.0])).peeled(shrink)))   # glenoid
             add((label, _ext("z", [-150, -60, -28, -8 - drop], m * np.array([94, 99, 108, 114]) * w,
-                             np.array([-51, -51, -49, -43]) + y0, np.array([34, 46, 42, 26]), 3.0,
-                             angle=-m * np.deg2rad(28)).peeled(shrink * 0.5)))   # scapular blade
+                             np.array([-51, -51, -49, -43]) + y0, np.array([32, 42, 38, 24]), 3.0,
+                             angle=-m * np.deg2rad(22)).peeled(shrink * 0.5)))   # scapular blade
             spine_x = np.array([80, 110, 140, 165]) * w
             add((label, Extrusion("x", spine_x if m > 0 else -spine_x[::-1], *(
                 v if m > 0 else v[::-1] for v in (np.array([-66, -60, -42, -16.0]) + y0,

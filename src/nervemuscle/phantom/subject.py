@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +34,12 @@ class Subject:
     anatomy: Anatomy
     normal_anatomy: Anatomy | None
     root_centerlines: dict
+
+
+@lru_cache(maxsize=1)
+def _protocol() -> dict:
+    """The default protocol, read once per process (treated as read-only)."""
+    return default_protocol()
 
 
 def subject_rng(phenotype: str, seed: int) -> np.random.Generator:
@@ -92,8 +99,8 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
     body = draw_body(rng)
     affected = None if phenotype == "normal" else str(rng.choice(SIDES))
     pathology = draw_pathology(phenotype, rng, affected, nerve_t2=base_tissue("nerve", field_strength).t2,
-                               muscle_t2=base_tissue("muscle", field_strength).t2)
-    protocol = default_protocol()
+                               muscle_t2=base_tissue("muscle", field_strength).t2, protocol=_protocol())
+    protocol = _protocol()
     ref = protocol["nerve"]["csa_reference_mm2"]
     measure = tuple(protocol["nerve"]["measure_from_foramen_mm"])
     root_csa = {k: ref[k[0]] * rp.normal_csa_ratio for k, rp in pathology.roots.items()}
