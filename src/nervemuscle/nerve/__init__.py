@@ -33,6 +33,9 @@ FORAMEN_LATERAL_MM = 15.0
 #: Region around the canal (mm, relative to the canal centre) searched for roots.
 ROI_LATERAL_MM = 75.0
 ROI_AP_MM = (-20.0, 50.0)
+#: Tracking limits: a root's direction keeps at least this lateral component and at most this posterior one.
+MIN_LATERAL_COMPONENT = 0.3
+MAX_POSTERIOR_COMPONENT = 0.5
 #: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
 ROOT_MIN_SIGNAL = 1.1
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
@@ -82,7 +85,13 @@ def _trace_root(response: Volume, canal: dict, seed: np.ndarray, side: str, min_
     def lateral_enough(point: np.ndarray, direction: np.ndarray) -> bool:
         return _lateral_distance(canal, point[None], side)[0] >= FORAMEN_LATERAL_MM - 4.0
 
-    lateral = track(response, seed, outward, min_response=min_response, max_length_mm=70.0)
+    def heads_out(point: np.ndarray, direction: np.ndarray) -> bool:
+        # roots run laterally (and forwards) from the foramen into the interscalene region
+        return sign * direction[0] >= MIN_LATERAL_COMPONENT and direction[1] >= -MAX_POSTERIOR_COMPONENT
+
+    # patience: on thick slices a root running between two slices fades for a few mm
+    lateral = track(response, seed, outward, min_response=min_response, max_length_mm=70.0, keep_going=heads_out,
+                    patience=6)
     medial = track(response, seed, -outward, min_response=min_response, max_length_mm=25.0,
                    keep_going=lateral_enough)
     line = np.concatenate([medial[::-1], lateral[1:]]) if len(medial) > 1 else lateral
@@ -161,7 +170,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     else:
         reference_method = "provided by the caller (muscle analysis)"
     positive = response.data[response.data > 0]
-    floor = 0.1 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
+    floor = 0.05 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
 
     measured: dict[tuple[str, str], dict] = {}
     not_assessable: list[dict] = []
@@ -179,7 +188,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                     not_assessable.append({"item": f"{segment} {side}", "reason": "root exit not found in the field of view"})
                     continue
                 seed_response = float(named[key]["response"]) if key in named else floor * 3
-                line = _trace_root(response, canal, seed, side, max(0.2 * seed_response, floor))
+                line = _trace_root(response, canal, seed, side, max(0.1 * seed_response, floor))
                 line = _start_at_foramen(line, canal, side)
                 if line is None:
                     not_assessable.append({"item": f"{segment} {side}", "reason": "root could not be followed out of the foramen"})

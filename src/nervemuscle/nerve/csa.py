@@ -9,10 +9,10 @@ world mm (0.25 mm pixels). In the plane the root is the bright blob at the centr
    ``r_hm``;
 3. the image is the true disc (radius ``r``, contrast ``c``) blurred by the point spread function (PSF)
    of the grid: box voxel plus linear interpolation, ``sigma_a**2 = spacing_a**2 / 4`` per voxel axis,
-   projected into the plane (``s**2`` = half its trace). For a disc blurred by an isotropic Gaussian the
-   profile is ``1 - Q1(rho / s, r / s)`` (Marcum Q), so ``r_hm`` is a known increasing function of ``r``
-   which is inverted from a table; the blurred peak is ``c (1 - exp(-r**2 / 2 s**2))``, which gives the
-   unblurred signal ``b + c``.
+   projected into the plane (an ellipse: thick slices blur one in-plane direction much more). A table of
+   blurred discs (half-maximum area and peak against radius and PSF aspect ratio; profiles computed by
+   1-D integrals of the Gaussian over disc chords) is inverted for ``r``; the blurred peak fraction then
+   gives the unblurred signal ``b + c``.
 
 Half-maximum contours depend only on the image near the root, so muscles or vessels a few mm away do not
 bias the result (intensity moments, which are exact in theory, were too sensitive to them).
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage, special
 
 from nervemuscle.nerve.sampling import perpendicular_basis, sample_world
 from nervemuscle.volume import Volume
@@ -48,38 +48,65 @@ def psf_covariance(volume: Volume) -> np.ndarray:
     return rot @ np.diag(volume.spacing**2 / 4.0) @ rot.T
 
 
-def blurred_disc_profile(rho: np.ndarray, radius: float) -> np.ndarray:
-    """Unit disc of ``radius`` blurred by a unit isotropic 2-D Gaussian, at distances ``rho`` (units of sigma).
+def blurred_disc_profile(x: np.ndarray, radius: float, along: float, across: float) -> np.ndarray:
+    """Unit disc of ``radius`` blurred by a 2-D Gaussian with widths ``along`` (the axis of ``x``) and
+    ``across``, evaluated on that axis at distances ``x`` from the centre."""
+    t = np.linspace(-radius, radius, 81)
+    half_chord = np.sqrt(np.clip(radius**2 - t**2, 0, None))
+    weight = np.exp(-0.5 * (t / across) ** 2) / (np.sqrt(2 * np.pi) * across)
+    x = np.asarray(x, float)[:, None]
+    inside = special.ndtr((x + half_chord) / along) - special.ndtr((x - half_chord) / along)
+    return np.trapezoid(weight * inside, t, axis=1)
 
-    The value is the probability that a 2-D normal variable centred at distance ``rho`` falls in the
-    disc: a non-central chi-square (2 degrees of freedom) distribution function.
-    """
-    return stats.ncx2.cdf(radius**2, 2, np.asarray(rho, float) ** 2)
+
+#: Aspect ratios (major / minor PSF width) and disc radii (units of the minor width) of the lookup table.
+TABLE_ASPECTS = np.array([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5])
+TABLE_RADII = np.concatenate([np.linspace(0.1, 1.0, 10), np.linspace(1.2, 4.0, 15), np.linspace(4.5, 16.0, 14)])
+
+
+def _half_width(profile: np.ndarray, x: np.ndarray) -> float:
+    half = 0.5 * profile[0]
+    k = int((profile >= half).sum())
+    return float(x[k - 1] + (profile[k - 1] - half) / (profile[k - 1] - profile[k]) * (x[k] - x[k - 1]))
 
 
 @lru_cache(maxsize=1)
 def half_max_table() -> tuple[np.ndarray, np.ndarray]:
-    """``(r_hm / s, r / s)``: half-maximum radius of a blurred disc against its true radius (units of the blur)."""
-    radii = np.concatenate([np.linspace(0.05, 1.0, 40), np.linspace(1.02, 12.0, 200)])
-    rho = np.linspace(0.0, 14.0, 1401)
-    prof = blurred_disc_profile(rho[None, :], radii[:, None])
-    half = 0.5 * prof[:, :1]
-    k = (prof >= half).sum(axis=1)  # profiles decrease with rho: first index below half
-    rows = np.arange(len(radii))
-    p0, p1 = prof[rows, k - 1], prof[rows, k]
-    r_hm = rho[k - 1] + (p0 - half[:, 0]) / (p0 - p1) * (rho[k] - rho[k - 1])
-    return r_hm, radii
+    """Half-maximum area and peak fraction of blurred discs.
+
+    Returns ``(area, peak)``, each ``(len(TABLE_ASPECTS), len(TABLE_RADII))``: the area (units of the minor
+    PSF width squared) of the half-maximum region, approximated by the ellipse through the half-maximum
+    points of the two principal axes (exact for isotropic blur), and the blurred value at the centre.
+    """
+    area = np.empty((len(TABLE_ASPECTS), len(TABLE_RADII)))
+    peak = np.empty_like(area)
+    for i, q in enumerate(TABLE_ASPECTS):
+        for j, r in enumerate(TABLE_RADII):
+            xa = np.linspace(0.0, r + 5 * q, 160)
+            xb = np.linspace(0.0, r + 5.0, 160)
+            pa = blurred_disc_profile(xa, r, q, 1.0)
+            pb = blurred_disc_profile(xb, r, 1.0, q)
+            area[i, j] = np.pi * _half_width(pa, xa) * _half_width(pb, xb)
+            peak[i, j] = pa[0]
+    return area, peak
 
 
-def deblur_radius(r_hm: float, blur: float) -> float:
-    """True disc radius from the half-maximum radius ``r_hm`` under Gaussian blur ``blur`` (mm)."""
-    table_hm, table_r = half_max_table()
-    x = r_hm / blur
-    if x <= table_hm[0]:
-        return float(table_r[0] * blur)
-    if x >= table_hm[-1]:
-        return float(r_hm)
-    return float(np.interp(x, table_hm, table_r) * blur)
+def deblur(area_hm: float, psf_plane: np.ndarray) -> tuple[float, float]:
+    """True disc radius (mm) and blurred peak fraction from the half-maximum area ``area_hm`` (mm^2)
+    under the in-plane PSF covariance ``psf_plane`` (2, 2)."""
+    lam = np.linalg.eigvalsh(psf_plane)
+    minor = float(np.sqrt(max(lam[0], 1e-6)))
+    aspect = float(np.clip(np.sqrt(lam[1] / max(lam[0], 1e-12)), TABLE_ASPECTS[0], TABLE_ASPECTS[-1]))
+    areas, peaks = half_max_table()
+    i = int(np.clip(np.searchsorted(TABLE_ASPECTS, aspect) - 1, 0, len(TABLE_ASPECTS) - 2))
+    f = (aspect - TABLE_ASPECTS[i]) / (TABLE_ASPECTS[i + 1] - TABLE_ASPECTS[i])
+    area_row = (1 - f) * areas[i] + f * areas[i + 1]
+    peak_row = (1 - f) * peaks[i] + f * peaks[i + 1]
+    x = area_hm / minor**2
+    r = float(np.interp(x, area_row, TABLE_RADII))
+    if x > area_row[-1]:  # far larger than the blur: the half-maximum area is the disc
+        r = float(np.sqrt(area_hm / np.pi) / minor)
+    return r * minor, float(np.interp(r, TABLE_RADII, peak_row))
 
 
 def centerline_tangents(points: np.ndarray, smooth_mm: float = 3.0) -> np.ndarray:
@@ -174,7 +201,8 @@ def cross_sections(
             continue
         filled = np.nan_to_num(plane, nan=np.nanmedian(plane[near]))
         basis = bases[i]
-        blur = np.sqrt(float(np.trace(basis @ cov @ basis.T)) / 2.0)
+        psf_plane = basis @ cov @ basis.T
+        blur = float(np.sqrt(np.linalg.eigvalsh(psf_plane)[1]))
         b = np.percentile(filled[near], 20)
         peak = filled[core].max()
         if not peak > b:
@@ -192,10 +220,10 @@ def cross_sections(
             continue
         blob = _centre_blob(filled, b + 0.5 * (peak - b), dist <= 0.75)
         csa_hm[i] = blob.sum() * pix_area
-        r = deblur_radius(np.sqrt(csa_hm[i] / np.pi), blur)
-        if _elongation(blob, uu, vv) > max_elongation * _expected_elongation(r, basis @ cov @ basis.T):
+        r, peak_fraction = deblur(csa_hm[i], psf_plane)
+        if _elongation(blob, uu, vv) > max_elongation * _expected_elongation(r, psf_plane):
             continue  # the blob runs into a neighbour (another root, a vessel): not a clean cross-section
         csa[i] = np.pi * r**2
-        signal[i] = b + (peak - b) / (1.0 - np.exp(-0.5 * (r / blur) ** 2))
+        signal[i] = b + (peak - b) / peak_fraction
         centres[i] = pts[i] + cu * basis[0] + cv * basis[1]
     return CrossSections(centres, tangents, csa, csa_hm, signal, background)

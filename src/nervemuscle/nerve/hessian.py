@@ -101,7 +101,7 @@ def symmetric_eigenvalues(h: np.ndarray) -> np.ndarray:
     b11, b22, b33 = a11 - q, a22 - q, a33 - q
     p1 = a12 * a12 + a13 * a13 + a23 * a23
     p = np.sqrt((b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1) / 6.0)
-    safe = np.where(p > 0, p, 1.0)
+    safe = np.where(p > 1e-10, p, 1.0)
     det = (
         b11 * (b22 * b33 - a23 * a23)
         - a12 * (a12 * b33 - a23 * a13)

@@ -47,6 +47,8 @@ def track(
     max_turn_deg: float = 70.0,
     min_response: float = 0.0,
     patience: int = 3,
+    turn_rate: float = 0.3,
+    search_mm: float = 2.0,
     keep_going=None,
 ) -> np.ndarray:
     """Track a ridge of ``response`` from ``start`` (world mm) in ``direction``.
@@ -63,6 +65,11 @@ def track(
         Largest accepted turn per step; a sharper turn ends the track.
     min_response : float
         Below this response for ``patience`` consecutive steps the track ends (those steps are dropped).
+    turn_rate : float
+        Fraction of each step's new direction mixed into the running direction (momentum against
+        neighbouring ridges).
+    search_mm : float
+        Radius of the re-centring disc.
     keep_going : callable, optional
         ``keep_going(point, direction) -> bool``; False ends the track (e.g. back into the spinal canal).
 
@@ -73,12 +80,12 @@ def track(
     """
     d = np.asarray(direction, float)
     d /= np.linalg.norm(d)
-    p, _ = recentre(response, np.asarray(start, float), d)
+    p, _ = recentre(response, np.asarray(start, float), d, radius_mm=search_mm)
     points = [p]
     weak = 0
     cos_limit = np.cos(np.deg2rad(max_turn_deg))
     for _ in range(int(max_length_mm / step_mm)):
-        q, value = recentre(response, p + step_mm * d, d)
+        q, value = recentre(response, p + step_mm * d, d, radius_mm=search_mm)
         move = q - p
         norm = np.linalg.norm(move)
         if norm < 1e-6 or np.isnan(q).any():
@@ -93,7 +100,7 @@ def track(
             del points[-(patience - 1):]
             break
         # keep steps of about step_mm along the smoothed direction
-        d = 0.5 * d + 0.5 * new_d
+        d = (1.0 - turn_rate) * d + turn_rate * new_d
         d /= np.linalg.norm(d)
         p = p + step_mm * (q - p) / norm
         points.append(p)
