@@ -35,6 +35,15 @@ def test_nifti_folder_with_sidecars(tmp_path):
     assert exam.patient == {}
 
 
+def test_deidentify_drops_identifiers_from_sidecar_attributes(tmp_path):
+    (tmp_path / "exam").mkdir()
+    Volume(np.zeros((4, 4, 3), np.int16), np.eye(4)).save(tmp_path / "exam" / "t1.nii.gz")
+    (tmp_path / "exam" / "t1.json").write_text(json.dumps({"PatientName": "Doe^Jane", "EchoTime": 0.01}))
+    summary_path = write_ingest(load_exam(tmp_path / "exam"), tmp_path / "out", deidentify=True) / "series.json"
+    text = summary_path.read_text()
+    assert "Doe^Jane" not in text and json.loads(text)["series"][0]["attributes"]["EchoTime"] == 10.0
+
+
 def test_split_by_echo_time_and_enhanced_multiframe(tmp_path):
     uid = pydicom.uid.generate_uid()
     for te, seed in ((30.0, 1), (60.0, 2)):

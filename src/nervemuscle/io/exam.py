@@ -121,6 +121,15 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_")[:60] or "series"
 
 
+#: Attribute names dropped from ``series.json`` by ``--deidentify`` (sidecars may carry them).
+IDENTIFYING_ATTRIBUTES = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight", "PatientSize",
+    "AccessionNumber", "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "StationName", "DeviceSerialNumber",
+    "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "AcquisitionDateTime", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime"})
+
+
 def _pseudonym(uid: str) -> str:
     return hashlib.sha256(uid.encode()).hexdigest()[:16]
 
@@ -141,7 +150,8 @@ def series_record(series: Series, file_name: str, deidentify: bool) -> dict:
         "affine": np.asarray(vol.affine).round(6).tolist(),
         "dtype": str(vol.data.dtype),
         "n_files": series.n_files,
-        "attributes": series.attributes,
+        "attributes": {k: v for k, v in series.attributes.items()
+                       if not (deidentify and k in IDENTIFYING_ATTRIBUTES)},
         "warnings": series.warnings,
     }
 
