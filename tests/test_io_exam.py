@@ -60,6 +60,16 @@ def test_split_by_echo_time_and_enhanced_multiframe(tmp_path):
     np.testing.assert_allclose(enhanced.spacing, [0.6, 0.9, 2.5])
 
 
+def test_split_by_image_type(tmp_path):
+    """A series holding Dixon water and fat images at the same positions becomes two classified sub-series."""
+    uid = pydicom.uid.generate_uid()
+    for kind, seed in (("WATER", 1), ("FAT", 2)):
+        write_series(tmp_path, series_uid=uid, series_number=8, description="dixon",
+                     header={"ImageType": ["DERIVED", "PRIMARY", "DIXON", kind]}, seed=seed)
+    exam = load_exam(tmp_path)
+    assert [(s.uid[-6:], s.role) for s in exam.series] == [(".type1", "dixon_fat"), (".type2", "dixon_water")]
+
+
 def test_write_ingest_outputs_and_deidentify(tmp_path, capsys):
     write_series(tmp_path / "exam" / "s1", series_number=1, description="t1_tse_tra")
     write_series(tmp_path / "exam" / "s2", series_number=2, description="t2_tse_tra",
