@@ -20,11 +20,11 @@ def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -
     from nervemuscle.phantom import simulate_cohort
 
     os.environ.update(ONE_THREAD)  # inherited by the Dask worker processes
-    results: dict = {}
+    results: dict = {"load_avg_1min_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         tmp = Path(tmp)
         cohort = simulate_cohort(tmp / "cohort", n_als=n_als, n_mmn=n_mmn, n_controls=n_controls, seed=11,
-                                 kind=kind, progress=False)
+                                 kind=kind, progress=False).parent
         seconds, peaks = {}, []
         for workers in (1, 2):
             t0 = time.perf_counter()
@@ -34,14 +34,17 @@ def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -
                 raise RuntimeError(f"{res.failed} exam(s) failed: {res.failures[:2]}")
             peaks += [r.get("peak_rss_mb", 0.0) for r in res.per_exam.values()]
             exam_s = [r["seconds"] for r in res.per_exam.values()]
+            exam_cpu = [r["cpu_seconds"] for r in res.per_exam.values()]
             results[f"workers{workers}_s"] = round(seconds[workers], 2)
-            results[f"workers{workers}_mean_exam_s"] = round(sum(exam_s) / len(exam_s), 2)
+            results[f"workers{workers}_mean_exam_wall_s"] = round(sum(exam_s) / len(exam_s), 2)
+            results[f"workers{workers}_mean_exam_cpu_s"] = round(sum(exam_cpu) / len(exam_cpu), 2)
         n = n_als + n_mmn + n_controls
         results["exams"] = n
         results["exams_per_hour_2_workers"] = round(3600 * n / seconds[2], 0)
         results["scaling_efficiency"] = round(seconds[1] / seconds[2] / 2, 3)
         results["meets_0.8_target"] = results["scaling_efficiency"] >= 0.8
         results["peak_worker_rss_mb"] = round(max(peaks), 0)
+    results["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     return results
 
 

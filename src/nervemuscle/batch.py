@@ -156,14 +156,15 @@ def analyze_one(task: ExamTask, out: str | Path, protocol: dict[str, Any], proto
                 in_hash: str) -> dict[str, Any]:
     """Worker function: analyse one exam into ``out/<exam>`` and record ``.done.json``; never raises.
 
-    Returns ``{"exam", "status": "ok"|"failed", "error_type", "reason", "seconds", "peak_rss_mb"}``.
+    Returns ``{"exam", "status": "ok"|"failed", "error_type", "reason", "seconds", "cpu_seconds",
+    "peak_rss_mb"}`` (``peak_rss_mb``: the worker process's peak so far).
     """
     import resource
 
     from nervemuscle.pipeline import analyze_exam
 
     exam_out = Path(out) / task.name
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {"exam": task.name, "input_hash": in_hash, "protocol_sha256": protocol_hash,
                               "software_version": __version__}
     try:
@@ -178,6 +179,7 @@ def analyze_one(task: ExamTask, out: str | Path, protocol: dict[str, Any], proto
         record.update(status="failed", error_type=exc.__class__.__name__,
                       reason=(str(exc).splitlines() or [""])[0] + where, retry=True)
     record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["cpu_seconds"] = round(time.process_time() - cpu0, 3)
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if record["status"] == "ok" or not record.get("retry"):
         exam_out.mkdir(parents=True, exist_ok=True)
