@@ -27,7 +27,10 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
     Parameters
     ----------
     path : str or Path
-        A folder of DICOM files (any nesting and names) and/or NIfTI files with optional JSON sidecars.
+        A folder of DICOM files (any nesting and names), or of NIfTI files with optional JSON sidecars.
+        When DICOM MR images are present, NIfTI files beside them are skipped (counted and warned), so a
+        phantom exam folder with ``labels/`` ingests its DICOM series only; NIfTI files named like label
+        maps (``*_labels``, ``*_seg``, ``*_mask``) are skipped too.
     role_overrides : dict, optional
         ``{series_number: role}`` replacing the automatic classification (all sub-series of a split series).
 
