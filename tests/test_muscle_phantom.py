@@ -15,7 +15,7 @@ pytest.importorskip("nervemuscle.phantom")
 from benchmarks.eval_muscle import simulate  # noqa: E402
 
 #: Small cohort: ALS exams with edema/atrophy/fat, one MMN, two normals (none is an atlas seed).
-COHORT = [("als", 1), ("als", 2), ("als", 3), ("als", 5), ("als", 8), ("mmn", 1), ("normal", 1), ("normal", 2)]
+COHORT = [("als", 1), ("als", 2), ("als", 4), ("als", 5), ("als", 9), ("mmn", 2), ("normal", 1), ("normal", 2)]
 
 
 @pytest.fixture(scope="module")

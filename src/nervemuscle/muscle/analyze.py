@@ -30,8 +30,9 @@ from nervemuscle.muscle.external import onnx_labels, relabel
 from nervemuscle.muscle.fat import (ADIPOSE_FAT_FRACTION, NORMAL_MUSCLE_FAT_FRACTION, dixon_fat_fraction,
                                     t1_fat_fraction)
 from nervemuscle.muscle.grading import grade_muscle, volume_losses
-from nervemuscle.muscle.grid import resample_to
-from nervemuscle.muscle.measure import axial_csa_mm2, label_means, label_volumes_ml, voxel_volume_mm3
+from nervemuscle.muscle.grid import resample_to, world_points
+from nervemuscle.muscle.measure import (axial_csa_mm2, inplane_core, label_means, label_volumes_ml,
+                                        voxel_volume_mm3)
 from nervemuscle.muscle.segment import fit_atlas, parcellate
 from nervemuscle.volume import Volume
 
@@ -87,6 +88,74 @@ def _echo_time_ms(vol: Volume) -> float | None:
     return None
 
 
+def _signals(label_map: Volume, base: Volume, fluid: Volume | None, tissues: tissue.Tissues, codes: list[int],
+             assessable: dict[int, bool], protocol: dict, *, dixon: dict[str, Volume] | None,
+             te_ratio: float | None, adipose_fluid_signal: float | None) -> dict[str, Any]:
+    """Fat fractions, T2 ratios and references of every muscle (two passes, see module notes)."""
+    lab = label_map.data
+    core = inplane_core(lab)
+    t1_means = label_means(base.data, lab, codes, core=core)
+    fluid_means = None
+    if fluid is not None:
+        fluid_means = label_means(fluid.data, resample_to(label_map, fluid, order=0).data, codes)
+    if dixon is not None:
+        grid = dixon["dixon_water"]
+        ff = dixon_fat_fraction(grid.data, resample_to(dixon["dixon_fat"], grid, order=1).data,
+                                resample_to(label_map, grid, order=0).data, codes)
+    ratios: dict[int, float | None] = {c: None for c in codes}
+    corrected: dict[int, float | None] = {c: None for c in codes}
+    reference_signal, fat_fluid, t1_muscle = None, None, None
+    for _ in range(2):
+        normal = [t1_means[c] for c in codes if assessable[c] and t1_means[c] is not None
+                  and (ratios[c] is None or ratios[c] < protocol["muscle"]["edema_thresholds"][0])]
+        t1_muscle = float(np.median(normal)) if normal else tissues.muscle_signal
+        if dixon is None:
+            factors = {c: ratios[c] ** te_ratio for c in codes if ratios[c] and te_ratio}
+            ff = t1_fat_fraction(t1_means, muscle_signal=t1_muscle, adipose_signal=tissues.adipose_signal,
+                                 water_factors=factors)
+        if fluid_means is None:
+            break
+        fat_fluid = (adipose_fluid_signal - (1 - ADIPOSE_FAT_FRACTION) * (reference_signal or 0.0)) \
+            / ADIPOSE_FAT_FRACTION
+        for c in codes:
+            f = ff[c] or 0.0
+            ok = fluid_means[c] is not None and assessable[c] and f < 0.9
+            corrected[c] = (fluid_means[c] - f * fat_fluid) / (1.0 - f) if ok else None
+        reference_signal = t2_reference(corrected)
+        ratios = {c: (corrected[c] / reference_signal if reference_signal and corrected[c] is not None else None)
+                  for c in codes}
+    return {"t1_means": t1_means, "fluid_means": fluid_means or {}, "ff": ff, "ratios": ratios,
+            "reference_signal": reference_signal, "fat_fluid": fat_fluid, "t1_muscle": t1_muscle,
+            "adipose_signal": tissues.adipose_signal}
+
+
+def remove_foreign_tissue(label_map: Volume, t1: Volume, fluid_on_t1: np.ndarray, found: dict[str, Any]) -> Volume:
+    """Drop normal-looking muscle voxels from the territory of an edematous or fatty muscle.
+
+    An atrophic muscle leaves room in its atlas territory that neighbouring normal muscle can occupy.
+    Where the muscle itself is abnormal, that neighbour tissue can be told apart: a voxel whose T1
+    signal is that of pure normal muscle (between 0.9 x and normal muscle + 10% of the muscle-to-fat
+    difference) is removed when the muscle is edematous (mean raw fluid signal >= 1.25 x the reference)
+    and the voxel's fluid signal is below halfway to the muscle's mean, or when the muscle is fatty
+    (fat fraction >= 0.2) and the voxel's T1 signal is below halfway to the muscle's mean.
+    """
+    lab = label_map.data
+    m, a, ref = found["t1_muscle"], found["adipose_signal"], found["reference_signal"]
+    n = int(lab.max()) + 1
+    fluid_cut = np.full(n, -np.inf)
+    t1_cut = np.full(n, -np.inf)
+    for c, mean in found["fluid_means"].items():
+        if mean is not None and c < n and mean >= 1.25 * ref:
+            fluid_cut[c] = 0.5 * (ref + mean)
+    for c, f in found["ff"].items():
+        if f is not None and c < n and f >= 0.2 and found["t1_means"][c] is not None:
+            t1_cut[c] = 0.5 * (m + found["t1_means"][c])
+    data = t1.data
+    normal_t1 = (data >= 0.9 * m) & (data <= m + 0.1 * (a - m))
+    foreign = normal_t1 & (lab > 0) & ((fluid_on_t1 < fluid_cut[lab]) | (data < t1_cut[lab]))
+    return label_map.with_data(np.where(foreign, 0, lab).astype(lab.dtype))
+
+
 def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
                     dixon: dict[str, Volume] | None = None, labels: Volume | None = None,
                     label_names: dict[int, str] | None = None, onnx_model: str | None = None) -> MuscleAnalysis:
@@ -123,61 +192,40 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     else:
         label_map, source = parcellate(base, tissues, transform, fitted_atlas), "atlas parcellation of T1 muscle tissue"
     codes = [c for _, _, c in _codes()]
-    lab = label_map.data
-
-    volumes = label_volumes_ml(label_map, codes)
-    csa = axial_csa_mm2(label_map, codes)
-    all_points = base.voxel_to_world(np.argwhere(np.ones(base.shape, bool)))
-    ref_volumes = atlas.expected_volumes_ml(fitted_atlas, all_points, voxel_volume_mm3(base) / 1000.0,
+    ref_volumes = atlas.expected_volumes_ml(fitted_atlas, world_points(base), voxel_volume_mm3(base) / 1000.0,
                                             transform)
-    min_ml = MIN_VOXELS * voxel_volume_mm3(label_map) / 1000.0
-    assessable = {c: volumes[c] >= min_ml and volumes[c] >= MIN_REFERENCE_FRACTION * ref_volumes[(m, s)]
-                  for m, s, c in _codes()}
-
-    # fluid series: per-muscle mean signals and the fat signal left by fat suppression
-    fluid_means, fat_fluid_raw = None, None
-    if fluid is not None:
-        on_fluid = resample_to(label_map, fluid, order=0).data
-        adipose_fluid = resample_to(base.with_data(tissues.adipose.astype(np.uint8)), fluid, order=0).data > 0
-        fluid_means = label_means(fluid.data, on_fluid, codes)
-        fat_fluid_raw = float(np.median(fluid.data[adipose_fluid])) if adipose_fluid.any() else 0.0
     te_ratio = None
     if fluid is not None and _echo_time_ms(base) and _echo_time_ms(fluid):
         te_ratio = _echo_time_ms(base) / _echo_time_ms(fluid)
-
     use_dixon = bool(dixon and "dixon_water" in dixon and "dixon_fat" in dixon)
+    adipose_fluid_signal = None
+    if fluid is not None:
+        adipose_fluid = resample_to(base.with_data(tissues.adipose.astype(np.uint8)), fluid, order=0).data > 0
+        adipose_fluid_signal = float(np.median(fluid.data[adipose_fluid])) if adipose_fluid.any() else 0.0
+
+    def measure(label_map: Volume) -> dict[str, Any]:
+        volumes = label_volumes_ml(label_map, codes)
+        min_ml = MIN_VOXELS * voxel_volume_mm3(label_map) / 1000.0
+        assessable = {c: volumes[c] >= min_ml and volumes[c] >= MIN_REFERENCE_FRACTION * ref_volumes[(m, s)]
+                      for m, s, c in _codes()}
+        signals = _signals(label_map, base, fluid, tissues, codes, assessable, protocol,
+                           dixon=dixon if use_dixon else None, te_ratio=te_ratio,
+                           adipose_fluid_signal=adipose_fluid_signal)
+        return {"volumes": volumes, "assessable": assessable, **signals}
+
+    found = measure(label_map)
+    if labels is None and onnx_model is None and fluid is not None and found["reference_signal"]:
+        label_map = remove_foreign_tissue(label_map, base, resample_to(fluid, base, order=1).data, found)
+        found = measure(label_map)
+    volumes, assessable, ratios, ff = found["volumes"], found["assessable"], found["ratios"], found["ff"]
+    reference_signal = found["reference_signal"]
+    csa = axial_csa_mm2(label_map, codes)
     if use_dixon:
-        grid = dixon["dixon_water"]
-        on_grid = resample_to(label_map, grid, order=0).data
-        ff = dixon_fat_fraction(grid.data, resample_to(dixon["dixon_fat"], grid, order=1).data, on_grid, codes)
         fat_method = "dixon: fat / (water + fat), ratio of means over the muscle core"
     else:
         fat_method = (f"{base_role} signal: linear water/fat mixture calibrated on normal muscle "
                       f"(FF {NORMAL_MUSCLE_FAT_FRACTION}) and subcutaneous fat (FF {ADIPOSE_FAT_FRACTION})"
                       + (", edema effect divided out" if te_ratio else ""))
-    t1_means = label_means(base.data, lab, codes)
-    ratios: dict[int, float | None] = {c: None for c in codes}
-    reference_signal, fat_fluid, t1_muscle = None, None, None
-    corrected: dict[int, float | None] = {c: None for c in codes}
-    for _ in range(2):
-        if not use_dixon:
-            normal = [t1_means[c] for c in codes if assessable[c] and t1_means[c] is not None
-                      and (ratios[c] is None or ratios[c] < protocol["muscle"]["edema_thresholds"][0])]
-            t1_muscle = float(np.median(normal)) if normal else tissues.muscle_signal
-            factors = {c: ratios[c] ** te_ratio for c in codes if ratios[c] and te_ratio}
-            ff = t1_fat_fraction(base.data, lab, codes, muscle_signal=t1_muscle,
-                                 adipose_signal=tissues.adipose_signal, water_factors=factors)
-        if fluid_means is None:
-            break
-        water_fluid = reference_signal or 0.0
-        fat_fluid = (fat_fluid_raw - (1 - ADIPOSE_FAT_FRACTION) * water_fluid) / ADIPOSE_FAT_FRACTION
-        for c in codes:
-            f = ff[c] or 0.0
-            ok = fluid_means[c] is not None and assessable[c] and f < 0.9
-            corrected[c] = (fluid_means[c] - f * fat_fluid) / (1.0 - f) if ok else None
-        reference_signal = t2_reference(corrected)
-        ratios = {c: (corrected[c] / reference_signal if reference_signal and corrected[c] is not None else None)
-                  for c in codes}
 
     named = {(m, s): (volumes[c] if assessable[c] else None) for m, s, c in _codes()}
     losses = volume_losses(named, ref_volumes, protocol["muscle"]["atrophy_thresholds"])
@@ -202,8 +250,8 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         "t2_reference": "median fat-corrected fluid signal of the muscles within "
                         f"{NORMAL_SPREAD} x the lower quartile of all muscles (water signal of normal muscle)",
         "t2_reference_signal": reference_signal,
-        "fluid_fat_signal": fat_fluid,
-        "t1_muscle_signal": t1_muscle,
+        "fluid_fat_signal": found["fat_fluid"],
+        "t1_muscle_signal": found["t1_muscle"],
         "t1_adipose_signal": tissues.adipose_signal,
         "atrophy_reference": "volume relative to the registered atlas volume in the field of view; compared "
                              "with the contralateral muscle's relative volume unless that one is atrophic",

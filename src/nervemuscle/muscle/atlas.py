@@ -58,6 +58,14 @@ class Atlas:
     tissue: np.ndarray
     fat_mm: float = float("nan")
 
+    @property
+    def body_centroid_y(self) -> float:
+        """Mean canonical y of the atlas body (initial antero-posterior alignment)."""
+        if not hasattr(self, "_centroid_y"):
+            profile = (self.tissue > 0).sum(axis=(0, 2))
+            self._centroid_y = float(ORIGIN[1] + VOXEL_MM * (profile * np.arange(SHAPE[1])).sum() / profile.sum())
+        return self._centroid_y
+
 
 @dataclass
 class Transform:
@@ -70,12 +78,17 @@ class Transform:
     dz_left: float = 0.0
     dz_right: float = 0.0
 
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map (N, 3) world mm to canonical mm."""
-        xc = (points[:, 0] - self.x_mid) / self.s
-        zc = points[:, 2] - self.tz
-        zc = zc + np.where(xc >= LATERAL_MM, self.dz_right, 0.0) + np.where(xc <= -LATERAL_MM, self.dz_left, 0.0)
-        return np.column_stack([xc, points[:, 1] - self.ty, zc])
+    def flat_index(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat index into the canonical grid (nearest voxel) of world points, and whether it is inside."""
+        xc = (x - np.float32(self.x_mid)) * np.float32(1.0 / self.s)
+        shift = np.where(xc >= LATERAL_MM, np.float32(self.dz_right),
+                         np.where(xc <= -LATERAL_MM, np.float32(self.dz_left), np.float32(0.0)))
+        inv = np.float32(1.0 / VOXEL_MM)
+        ix = np.rint((xc - np.float32(ORIGIN[0])) * inv).astype(np.int32)
+        iy = np.rint((y - np.float32(self.ty + ORIGIN[1])) * inv).astype(np.int32)
+        iz = np.rint((z + shift - np.float32(self.tz + ORIGIN[2])) * inv).astype(np.int32)
+        inside = ((ix >= 0) & (ix < SHAPE[0]) & (iy >= 0) & (iy < SHAPE[1]) & (iz >= 0) & (iz < SHAPE[2]))
+        return (ix * SHAPE[1] + iy) * SHAPE[2] + iz, inside
 
 
 def class_of_label() -> np.ndarray:
@@ -107,13 +120,10 @@ def canonical_axes() -> list[np.ndarray]:
     return [ORIGIN[a] + VOXEL_MM * np.arange(SHAPE[a]) for a in range(3)]
 
 
-def lookup(volume: np.ndarray, canonical: np.ndarray, fill: int = 0) -> np.ndarray:
-    """Nearest-voxel values of an atlas array at (N, 3) canonical points (``fill`` outside)."""
-    idx = np.rint((canonical - ORIGIN) * (1.0 / VOXEL_MM)).astype(np.int32)
-    inside = ((idx[:, 0] >= 0) & (idx[:, 0] < SHAPE[0]) & (idx[:, 1] >= 0) & (idx[:, 1] < SHAPE[1])
-              & (idx[:, 2] >= 0) & (idx[:, 2] < SHAPE[2]))
-    flat = (idx[:, 0] * SHAPE[1] + idx[:, 1]) * SHAPE[2] + idx[:, 2]
-    out = volume.reshape(-1)[np.where(inside, flat, 0)]
+def lookup(volume: np.ndarray, transform: Transform, points: tuple[np.ndarray, ...], fill: int = 0) -> np.ndarray:
+    """Nearest-voxel values of an atlas array at world ``points`` (x, y, z arrays); ``fill`` outside."""
+    flat, inside = transform.flat_index(*points)
+    out = np.take(volume.reshape(-1), flat, mode="clip")
     out[~inside] = fill
     return out
 
@@ -127,19 +137,19 @@ def load_atlas_bank() -> tuple[Atlas, ...]:
                            fat_mm=float(z["fat_mm"][i])) for i in range(len(z["fat_mm"])))
 
 
-def _score(atlas: Atlas, points: np.ndarray, classes: np.ndarray, t: Transform) -> float:
-    expected = lookup(atlas.tissue, t.apply(points), fill=0)
+def _score(atlas: Atlas, points: tuple[np.ndarray, ...], classes: np.ndarray, t: Transform) -> float:
+    expected = lookup(atlas.tissue, t, points, fill=0)
     valid = expected != 255
     return float(np.mean(expected[valid] == classes[valid]))
 
 
-def register(points: np.ndarray, classes: np.ndarray, x_mid: float) -> tuple[Transform, Atlas]:
+def register(points: tuple[np.ndarray, ...], classes: np.ndarray, x_mid: float) -> tuple[Transform, Atlas]:
     """Fit the exam -> atlas transform by coordinate search.
 
     Parameters
     ----------
-    points : (N, 3) ndarray
-        World positions (mm) of a subsample of the exam's voxels (inside and around the body).
+    points : tuple of 3 (N,) ndarrays
+        World x, y, z (mm) of a subsample of the exam's voxels (inside and around the body).
     classes : (N,) ndarray
         Their T1 tissue classes (0 outside, 1 dark, 2 muscle-like, 3 fat).
     x_mid : float
@@ -153,13 +163,13 @@ def register(points: np.ndarray, classes: np.ndarray, x_mid: float) -> tuple[Tra
     bank = load_atlas_bank()
     atlas = bank[len(bank) // 2]
     t = Transform(x_mid=x_mid)
-    t.ty = float(points[classes > 0, 1].mean() - _atlas_body_centroid_y(atlas))
+    t.ty = float(points[1][classes > 0].mean() - atlas.body_centroid_y)
     t = _search(atlas, points, classes, t, (COARSE_SEARCH, FINE_SEARCH, FINE_SEARCH))
     atlas = max(bank, key=lambda a: _score(a, points, classes, t))
     return _search(atlas, points, classes, t, (FINE_SEARCH,)), atlas
 
 
-def _search(atlas: Atlas, points: np.ndarray, classes: np.ndarray, t: Transform, rounds) -> Transform:
+def _search(atlas: Atlas, points: tuple[np.ndarray, ...], classes: np.ndarray, t: Transform, rounds) -> Transform:
     best = _score(atlas, points, classes, t)
     for offsets in rounds:
         for name, steps in offsets.items():
@@ -179,15 +189,10 @@ FINE_SEARCH = {"tz": np.arange(-3, 3.1, 1.0), "ty": np.arange(-1.5, 1.6, 0.5), "
                "dz_left": np.arange(-2, 2.1, 0.5), "dz_right": np.arange(-2, 2.1, 0.5)}
 
 
-def _atlas_body_centroid_y(atlas: Atlas) -> float:
-    occupied = np.argwhere(atlas.tissue > 0)
-    return float(ORIGIN[1] + VOXEL_MM * occupied[:, 1].mean())
-
-
-def expected_volumes_ml(atlas: Atlas, points: np.ndarray, voxel_ml: float, t: Transform) -> dict:
+def expected_volumes_ml(atlas: Atlas, points: tuple[np.ndarray, ...], voxel_ml: float, t: Transform) -> dict:
     """Normal volume of each muscle inside the exam's field of view: atlas label voxels mapped from
-    every exam voxel (``points``: world centres of all exam voxels)."""
-    cls = lookup(atlas.labels, t.apply(points), fill=0)
+    every exam voxel (``points``: world x, y, z of all exam voxels)."""
+    cls = lookup(atlas.labels, t, points, fill=0)
     counts = np.bincount(cls, minlength=OTHER_CLASS + 1)
     return {key: float(counts[i + 1] * voxel_ml) for i, key in enumerate(MUSCLE_CLASSES)}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nervemuscle.muscle.measure import label_means
+from nervemuscle.muscle.measure import inplane_core, label_means
 
 #: Fat fraction of subcutaneous adipose tissue (clinical reference section 4: FF 0.95).
 ADIPOSE_FAT_FRACTION = 0.95
@@ -25,8 +25,9 @@ NORMAL_MUSCLE_FAT_FRACTION = 0.04
 def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray,
                        codes: list[int]) -> dict[int, float | None]:
     """Fat fraction of each label from co-registered Dixon water and fat magnitude images."""
-    mean_fat = label_means(fat, labels, codes)
-    mean_water = label_means(water, labels, codes)
+    core = inplane_core(labels)
+    mean_fat = label_means(fat, labels, codes, core=core)
+    mean_water = label_means(water, labels, codes, core=core)
     out: dict[int, float | None] = {}
     for c in codes:
         f, w = mean_fat[c], mean_water[c]
@@ -34,15 +35,15 @@ def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray,
     return out
 
 
-def t1_fat_fraction(t1: np.ndarray, labels: np.ndarray, codes: list[int], *, muscle_signal: float,
-                    adipose_signal: float, normal_fat_fraction: float = NORMAL_MUSCLE_FAT_FRACTION,
+def t1_fat_fraction(t1_means: dict[int, float | None], *, muscle_signal: float, adipose_signal: float,
+                    normal_fat_fraction: float = NORMAL_MUSCLE_FAT_FRACTION,
                     water_factors: dict[int, float] | None = None) -> dict[int, float | None]:
     """Fat fraction of each label estimated from T1-weighted signal (see module notes).
 
     Parameters
     ----------
-    t1, labels : ndarray
-        T1-weighted image and label map on the same grid.
+    t1_means : dict
+        Mean T1-weighted signal of each label (:func:`~nervemuscle.muscle.measure.label_means`).
     muscle_signal : float
         T1 signal of the exam's normal muscle, whose fat fraction is ``normal_fat_fraction``.
     adipose_signal : float
@@ -55,10 +56,9 @@ def t1_fat_fraction(t1: np.ndarray, labels: np.ndarray, codes: list[int], *, mus
     # muscle_signal = (1 - n) W + n F ; adipose_signal = (1 - a) W + a F  ->  pure water W, pure fat F
     water, fat = np.linalg.solve([[1 - n, n], [1 - a, a]], [muscle_signal, adipose_signal])
     if fat <= water:
-        return {c: None for c in codes}
-    means = label_means(t1, labels, codes)
+        return {c: None for c in t1_means}
     out: dict[int, float | None] = {}
-    for c, m in means.items():
+    for c, m in t1_means.items():
         k = (water_factors or {}).get(c) or 1.0
         out[c] = None if m is None else float(np.clip((m - water * k) / (fat - water * k), 0.0, 1.0))
     return out

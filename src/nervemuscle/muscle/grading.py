@@ -47,11 +47,10 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
                   atrophy_thresholds: list[float]) -> dict[tuple[str, str], float | None]:
     """Fractional volume loss of every muscle (protocol ``atrophy_reference``).
 
-    Each muscle's volume is first taken relative to its expected normal volume for this exam
-    (``relative = V / V_reference``; the reference accounts for body size and for how much of the
-    muscle the field of view covers). The loss is ``1 - relative / relative_contralateral`` when the
-    contralateral muscle is assessable and not atrophic itself (its own loss against the reference
-    below the first atrophy threshold), else ``1 - relative``.
+    The loss is ``1 - V / V_contralateral`` when the contralateral muscle is assessable and not
+    atrophic itself, else ``1 - V / V_reference``. The contralateral muscle counts as atrophic when
+    its own loss against its reference (``1 - V / V_reference``; the reference accounts for body size
+    and for how much of the muscle the field of view covers) reaches the first atrophy threshold.
 
     Parameters
     ----------
@@ -74,9 +73,11 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
         if rel is None:
             losses[(name, side)] = None
             continue
-        contra = relative.get((name, "left" if side == "right" else "right"))
+        other = (name, "left" if side == "right" else "right")
+        contra = relative.get(other)
         contra_normal = contra is not None and 1.0 - contra < atrophy_thresholds[0]
-        losses[(name, side)] = float(1.0 - rel / contra) if contra_normal else float(1.0 - rel)
+        losses[(name, side)] = float(1.0 - volumes[(name, side)] / volumes[other]) if contra_normal \
+            else float(1.0 - rel)
     return losses
 
 

@@ -37,3 +37,16 @@ def resample_to(source: Volume, target: Volume, *, order: int = 1, fill: float =
                                    output_shape=target.shape, order=order, mode="constant", cval=fill,
                                    prefilter=False)
     return Volume(out, target.affine.copy(), dict(source.metadata))
+
+
+def world_points(vol: Volume, index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World x, y, z (float32, mm) of the voxels ``index`` (as from ``np.nonzero``), or of every voxel
+    in C order when ``index`` is None."""
+    a = vol.affine.astype(np.float32)
+    if index is None:
+        i, j, k = (np.arange(n, dtype=np.float32) for n in vol.shape)
+        return tuple((a[r, 0] * i[:, None, None] + a[r, 1] * j[None, :, None] + a[r, 2] * k[None, None, :]
+                      + a[r, 3]).ravel() for r in range(3))
+    i, j, k = (np.asarray(v, dtype=np.float32) for v in index)
+    return tuple(a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3] for r in range(3))

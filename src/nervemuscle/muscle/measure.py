@@ -49,31 +49,54 @@ def axial_csa_mm2(labels: Volume, codes: list[int]) -> dict[int, float | None]:
 def inplane_core(labels: np.ndarray) -> np.ndarray:
     """Labels with every voxel removed whose four in-plane (i, j) neighbours do not all share its label.
 
-    Used to measure signal away from partial-volume edges.
+    Used to measure signal away from partial-volume edges. Voxels on the border of the grid never
+    count as core.
     """
-    core = labels.copy()
-    keep = np.ones(labels.shape, dtype=bool)
-    for axis in (0, 1):
-        for step in (1, -1):
-            shifted = np.roll(labels, step, axis=axis)
-            keep &= shifted == labels
-    # np.roll wraps around; voxels on the border of the grid never count as core
-    keep[[0, -1], :, :] = False
-    keep[:, [0, -1], :] = False
-    core[~keep] = 0
+    core = np.zeros_like(labels)
+    nz = np.nonzero(labels.any(axis=2))
+    if nz[0].size == 0:
+        return core
+    i0, i1 = max(nz[0].min() - 1, 0), min(nz[0].max() + 2, labels.shape[0])
+    j0, j1 = max(nz[1].min() - 1, 0), min(nz[1].max() + 2, labels.shape[1])
+    box = labels[i0:i1, j0:j1]
+    keep = np.zeros(box.shape, dtype=bool)
+    inner = box[1:-1, 1:-1]
+    keep[1:-1, 1:-1] = ((inner == box[:-2, 1:-1]) & (inner == box[2:, 1:-1])
+                        & (inner == box[1:-1, :-2]) & (inner == box[1:-1, 2:]))
+    core[i0:i1, j0:j1] = np.where(keep, box, 0)
+    if i0 == 0:
+        core[0] = 0
+    if j0 == 0:
+        core[:, 0] = 0
+    if i1 == labels.shape[0]:
+        core[-1] = 0
+    if j1 == labels.shape[1]:
+        core[:, -1] = 0
     return core
 
 
+def _bounding_box(labels: np.ndarray) -> tuple[slice, ...]:
+    """Slices of the smallest box holding every non-zero voxel (empty box when there is none)."""
+    box = []
+    for axis in range(3):
+        nz = np.flatnonzero(labels.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(nz[0]), int(nz[-1]) + 1) if nz.size else slice(0, 0))
+    return tuple(box)
+
+
 def label_means(values: np.ndarray, labels: np.ndarray, codes: list[int], *,
-                min_voxels: int = 20) -> dict[int, float | None]:
+                min_voxels: int = 20, core: np.ndarray | None = None) -> dict[int, float | None]:
     """Mean of ``values`` inside each label's in-plane core (whole label when the core is small).
 
-    ``None`` for a label with fewer than ``min_voxels`` voxels in total.
+    ``None`` for a label with fewer than ``min_voxels`` voxels in total. ``core`` may pass a
+    precomputed :func:`inplane_core` of ``labels``.
     """
     n = max(codes) + 1
-    flat_lab = labels.ravel().astype(np.int64)
-    flat_val = values.ravel().astype(np.float64)
-    core = inplane_core(labels).ravel().astype(np.int64)
+    core = inplane_core(labels) if core is None else core
+    box = _bounding_box(labels)
+    flat_lab = labels[box].ravel().astype(np.int64)
+    flat_val = values[box].ravel().astype(np.float64)
+    core = core[box].ravel().astype(np.int64)
     count = np.bincount(flat_lab, minlength=n)
     total = np.bincount(flat_lab, weights=flat_val, minlength=n)
     core_count = np.bincount(core, minlength=n)

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from nervemuscle.anatomy import muscle_label
 from nervemuscle.muscle import atlas as atlas_mod
+from nervemuscle.muscle.grid import world_points
 from nervemuscle.muscle.measure import label_means
 from nervemuscle.muscle.tissue import Tissues
 from nervemuscle.volume import Volume
@@ -34,10 +35,6 @@ def tissue_classes(image: Volume, tissues: Tissues) -> np.ndarray:
     return cls
 
 
-def _world(image: Volume, idx: tuple[np.ndarray, ...]) -> np.ndarray:
-    return image.voxel_to_world(np.column_stack(idx))
-
-
 def fit_atlas(image: Volume, tissues: Tissues) -> tuple[atlas_mod.Transform, atlas_mod.Atlas]:
     """Register the atlas bank to the exam (see :func:`nervemuscle.muscle.atlas.register`)."""
     cls = tissue_classes(image, tissues)
@@ -45,9 +42,9 @@ def fit_atlas(image: Volume, tissues: Tissues) -> tuple[atlas_mod.Transform, atl
     sub = cls[::st, ::st, :]
     near_body = ndimage.binary_dilation(sub > 0, iterations=3)
     idx = np.nonzero(near_body)
-    points = _world(image, (idx[0] * st, idx[1] * st, idx[2]))
+    points = world_points(image, (idx[0] * st, idx[1] * st, idx[2]))
     classes = sub[idx]
-    x_mid = float(points[classes > 0, 0].mean())
+    x_mid = float(points[0][classes > 0].mean())
     return atlas_mod.register(points, classes, x_mid)
 
 
@@ -62,7 +59,7 @@ def parcellate(image: Volume, tissues: Tissues, transform: atlas_mod.Transform, 
     candidates = tissues.body & (data >= 0.5 * m) & (data < a - 0.1 * (a - m))
     idx = np.nonzero(candidates)
     values = data[idx]
-    nearest = atlas_mod.lookup(atlas.nearest, transform.apply(_world(image, idx)), fill=0)
+    nearest = atlas_mod.lookup(atlas.nearest, transform, world_points(image, idx), fill=0)
     labels = np.zeros(data.shape, np.uint8)
     for _ in range(2):
         keep = values < upper[nearest]

@@ -1,14 +1,12 @@
 """Tissue classes on a T1-like image (fat bright, muscle intermediate, bone/vessels/lung/air dark).
 
-* body: foreground above an Otsu threshold of the smoothed image, holes filled slice by slice,
+* body: foreground above half the Otsu threshold of the smoothed image, opened, holes filled slice by slice,
   largest connected component;
 * three intensity classes inside the body by multi-level Otsu: dark, muscle, fat;
 * ``muscle_signal``: the mode of the muscle class histogram (normal muscle is the most common
   muscle intensity even when some muscles are fatty or atrophic);
 * ``adipose_signal``: median signal of fat voxels whose 3x3x3 neighbourhood is all fat (pure
-  adipose tissue, away from partial volume);
-* ``body_size_mm``: square root of the median axial cross-sectional area of the body over the slices
-  (mm), a linear body-size measure used to scale reference muscle volumes.
+  adipose tissue, away from partial volume).
 """
 from __future__ import annotations
 
@@ -31,14 +29,19 @@ class Tissues:
     adipose: np.ndarray
     muscle_signal: float
     adipose_signal: float
-    dark_threshold: float
-    body_size_mm: float
 
 
 def _inplane(n: int = 1) -> np.ndarray:
     s = np.zeros((3, 3, 3), bool)
     s[:, :, 1] = ndimage.generate_binary_structure(2, n)
     return s
+
+
+def fill_inplane_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every in-plane (i, j) hole filled: background not connected to the slice border."""
+    background, _ = ndimage.label(~mask, structure=_inplane())
+    border = np.unique(np.concatenate([background[[0, -1]].ravel(), background[:, [0, -1]].ravel()]))
+    return ~np.isin(background, border[border > 0])
 
 
 def classify(image: Volume) -> Tissues:
@@ -48,13 +51,13 @@ def classify(image: Volume) -> Tissues:
     if not np.isfinite(smooth).all() or smooth.max() <= smooth.min():
         raise NotAssessableError("T1 image is empty or constant")
     body = smooth > threshold_otsu(smooth[::2, ::2]) * 0.5
-    body = ndimage.binary_opening(body, _inplane(), iterations=2)
+    body = ndimage.binary_opening(body, _inplane())
     lab, n = ndimage.label(body)
     if n == 0:
         raise NotAssessableError("no body found on the T1 image")
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    body = ndimage.binary_fill_holes(lab == sizes.argmax(), structure=_inplane())
+    body = fill_inplane_holes(lab == sizes.argmax())
     values = data[body]
     dark_t, fat_t = threshold_multiotsu(values[:: max(1, values.size // 400000)], classes=3)
     fat = body & (data >= fat_t)
@@ -62,17 +65,9 @@ def classify(image: Volume) -> Tissues:
     hist, edges = np.histogram(mid, bins=128)
     hist = ndimage.gaussian_filter1d(hist.astype(float), 2)
     muscle_signal = float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1]))
-    adipose = ndimage.binary_erosion(fat, np.ones((3, 3, 3), bool))
+    adipose = ndimage.binary_erosion(fat, _inplane(2))
     if adipose.sum() < 50:
         adipose = fat
     adipose_signal = float(np.median(data[adipose])) if adipose.any() else float(fat_t)
-    area = body.sum(axis=(0, 1)) if np.allclose(image.affine[2, :2], 0) else None
-    slice_area = image.spacing[0] * image.spacing[1]
-    if area is None:  # not an axial grid: use volume / z extent
-        zs = image.voxel_to_world(np.argwhere(body)[::50])[:, 2]
-        med_area = body.sum() * abs(np.linalg.det(image.affine[:3, :3])) / max(np.ptp(zs), 1.0)
-    else:
-        med_area = float(np.median(area[area > 0])) * slice_area
     return Tissues(body=body, fat=fat, adipose=adipose, muscle_signal=muscle_signal,
-                   adipose_signal=adipose_signal, dark_threshold=float(dark_t),
-                   body_size_mm=float(np.sqrt(med_area)))
+                   adipose_signal=adipose_signal)
