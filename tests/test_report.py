@@ -171,7 +171,9 @@ def test_impression_and_html_are_self_contained(tmp_path, exam_volumes):
     assert lines[0].startswith("Abnormal")
     assert any("Thickening of the right C5 root" in x for x in lines)
     assert any("Atrophy of the right deltoid (moderate)" in x for x in lines)
-    html = render_html(f, default_protocol(), key_images=None, qc_images=[])
+    html = render_html(f, default_protocol(), key_images=None, qc_images=[],
+                       exam_info={"patient": "P-7", "notes": ["3 file(s) ignored"]})
+    assert "P-7" in html and "3 file(s) ignored" in html
     assert "exam-001" in html and "21.0" in html and "n/a" in html and "http://" not in html
     normal = build_findings(exam_id="n", protocol=default_protocol(), sequences=[], not_assessable=[],
                             nerves=[{"segment": "C7", "side": "left", "csa_mm2": 15.0, "t2_ratio": 1.2, "grade": 0}],

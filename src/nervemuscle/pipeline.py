@@ -147,6 +147,12 @@ def _exam_info(exam) -> dict[str, Any]:
         info["study_date"] = patient.get("study_date") or patient.get("StudyDate")
     elif patient:
         info["patient"] = str(patient)
+    notes = list(getattr(exam, "warnings", []) or [])
+    if getattr(exam, "n_ignored_files", 0):
+        notes.append(f"{exam.n_ignored_files} file(s) in the exam folder were not images and were ignored")
+    for s in exam.series:
+        notes += [f"series {_label(s)}: {w}" for w in s.warnings]
+    info["notes"] = notes
     return {k: v for k, v in info.items() if v}
 
 

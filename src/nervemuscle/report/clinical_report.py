@@ -96,7 +96,7 @@ def render_html(findings: dict[str, Any], protocol: dict[str, Any], *, key_image
         impression=impression(findings),
         key_images=data_uri(key_images) if key_images else None,
         qc_images=[(Path(p).stem.replace("_", " "), data_uri(p)) for p in qc_images],
-        exam={"patient": None, "study_date": None, **(exam_info or {})},
+        exam={"patient": None, "study_date": None, "notes": [], **(exam_info or {})},
         severity=_grade_word,
     )
 
