@@ -14,6 +14,10 @@ from pathlib import Path
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 1e6
+
+
 def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -> dict:
     """Simulate the exams once, then time two fresh batch runs (1 and 2 workers)."""
     from nervemuscle.batch import analyze_batch
@@ -44,6 +48,9 @@ def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -
         results["scaling_efficiency"] = round(seconds[1] / seconds[2] / 2, 3)
         results["meets_0.8_target"] = results["scaling_efficiency"] >= 0.8
         results["peak_worker_rss_mb"] = round(max(peaks), 0)
+        exams = [p for p in (tmp / "out2").iterdir() if p.is_dir()]
+        results["input_mb_per_exam"] = round(_size_mb(cohort) / n, 1)
+        results["output_mb_per_exam"] = round(sum(_size_mb(p) for p in exams) / len(exams), 1)
     results["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     return results
 
