@@ -38,6 +38,12 @@ MIN_LATERAL_COMPONENT = 0.3
 MAX_POSTERIOR_COMPONENT = 0.5
 #: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
 ROOT_MIN_SIGNAL = 1.1
+#: Quality gates of the per-plane measurements over the extraforaminal segment: least fraction of planes
+#: measured, largest CSA interquartile range relative to the median; the mean CSA is trimmed by TRIM_PERCENT
+#: at both ends (planes where a neighbour slips into the half-maximum region).
+MIN_MEASURED_FRACTION = 0.5
+MAX_CSA_SPREAD = 0.6
+TRIM_PERCENT = 15
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -80,7 +86,7 @@ def _lateral_distance(canal: dict, points: np.ndarray, side: str) -> np.ndarray:
 def _trace_root(response: Volume, canal: dict, seed: np.ndarray, side: str, min_response: float) -> np.ndarray:
     """Centerline through ``seed``: tracked medially to the foramen and laterally into the interscalene region."""
     sign = side_sign(side)
-    outward = np.array([sign, 0.4, -0.5])
+    outward = np.array([sign, 0.5, -0.25])
 
     def lateral_enough(point: np.ndarray, direction: np.ndarray) -> bool:
         return _lateral_distance(canal, point[None], side)[0] >= FORAMEN_LATERAL_MM - 4.0
@@ -113,21 +119,27 @@ def _start_at_foramen(line: np.ndarray, canal: dict, side: str) -> np.ndarray | 
     return resample_polyline(np.concatenate([start[None], line[k:]]), 1.0)
 
 
-def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float]) -> dict | None:
+def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float]) -> tuple[dict | None, str]:
+    """CSA and signal over the extraforaminal window; ``(None, reason)`` when not measurable."""
     s = arc_length(line)
     sel = (s >= window[0]) & (s <= window[1])
     if sel.sum() < 0.5 * (window[1] - window[0]):
-        return None
+        return None, (f"root traced for {s[-1]:.0f} mm only; the {window[0]:.0f}-{window[1]:.0f} mm segment "
+                      "is not measurable")
     cs = cross_sections(fluid, line[sel], tangents=centerline_tangents(line)[sel])
-    csa = cs.csa_mm2
-    sig = cs.signal
-    good = np.isfinite(csa) & np.isfinite(sig)
-    if good.sum() < 5:
-        return None
-    csa_mean = float(np.mean(csa[good]))
-    running = np.array([np.median(csa[good][max(0, i - 2): i + 3]) for i in range(good.sum())])
+    good = np.isfinite(cs.csa_mm2) & np.isfinite(cs.signal)
+    if good.sum() < MIN_MEASURED_FRACTION * sel.sum():
+        return None, f"only {good.sum()} of {sel.sum()} cross-sections measurable (root touches neighbours)"
+    csa, sig = cs.csa_mm2[good], cs.signal[good]
+    q1, median, q3 = np.percentile(csa, [25, 50, 75])
+    if (q3 - q1) > MAX_CSA_SPREAD * median:
+        return None, f"cross-sections inconsistent along the root (CSA interquartile range {q3 - q1:.1f} mm2)"
+    low, high = np.percentile(csa, [TRIM_PERCENT, 100 - TRIM_PERCENT])
+    kept = (csa >= low) & (csa <= high)
+    csa_mean = float(np.mean(csa[kept]))
+    running = np.array([np.median(csa[max(0, i - 2): i + 3]) for i in range(len(csa))])
     return {"csa_mm2": csa_mean, "csa_max_mm2": float(running.max()),
-            "signal": float(np.median(sig[good])), "radius_mm": float(np.sqrt(csa_mean / np.pi))}
+            "signal": float(np.median(sig)), "radius_mm": float(np.sqrt(csa_mean / np.pi))}, ""
 
 
 def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, landmarks: dict | None = None,
@@ -193,11 +205,9 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                 if line is None:
                     not_assessable.append({"item": f"{segment} {side}", "reason": "root could not be followed out of the foramen"})
                     continue
-            values = _measure(fluid, line, window)
+            values, reason = _measure(fluid, line, window)
             if values is None:
-                not_assessable.append({"item": f"{segment} {side}",
-                                       "reason": f"root traced for {arc_length(line)[-1]:.0f} mm only; "
-                                                 f"the {window[0]:.0f}-{window[1]:.0f} mm segment is not measurable"})
+                not_assessable.append({"item": f"{segment} {side}", "reason": reason})
                 continue
             centerlines[(segment, side)] = line
             measured[(segment, side)] = {**values, "source": source}

@@ -2,8 +2,8 @@
 
 Each step predicts ``p + step * d``, re-centres the prediction on the tubularity ridge within a small disc
 perpendicular to ``d`` and accepts it if the turn stays below ``max_turn_deg`` (about 70 degrees per
-2.5 mm at most in cadaver roots, Wade 2020). Tracking stops where the response fades, at a sharp turn, or
-at the edge of the image. The loop runs over steps (tens per root); every step works on arrays.
+2.5 mm at most in cadaver roots, Wade 2020). A refused step (faint response, sharp turn, wrong heading)
+is bridged by coasting straight on; several in a row, or the edge of the image, end the track. The loop runs over steps (tens per root); every step works on arrays.
 """
 from __future__ import annotations
 
@@ -62,16 +62,18 @@ def track(
     step_mm, max_length_mm : float
         Step and maximum tracked length.
     max_turn_deg : float
-        Largest accepted turn per step; a sharper turn ends the track.
+        Largest accepted turn per step.
     min_response : float
-        Below this response for ``patience`` consecutive steps the track ends (those steps are dropped).
+        Where the response is below this, the turn is sharper than ``max_turn_deg`` or ``keep_going``
+        refuses, the track coasts straight on; after ``patience`` such steps in a row it ends (those steps
+        are dropped).
     turn_rate : float
         Fraction of each step's new direction mixed into the running direction (momentum against
         neighbouring ridges).
     search_mm : float
         Radius of the re-centring disc.
     keep_going : callable, optional
-        ``keep_going(point, direction) -> bool``; False ends the track (e.g. back into the spinal canal).
+        ``keep_going(point, direction) -> bool``; False refuses the step (e.g. back into the spinal canal).
 
     Returns
     -------
@@ -85,24 +87,29 @@ def track(
     weak = 0
     cos_limit = np.cos(np.deg2rad(max_turn_deg))
     for _ in range(int(max_length_mm / step_mm)):
-        q, value = recentre(response, p + step_mm * d, d, radius_mm=search_mm)
+        ahead = p + step_mm * d
+        q, value = recentre(response, ahead, d, radius_mm=search_mm)
+        if np.isnan(q).any():
+            break
         move = q - p
-        norm = np.linalg.norm(move)
-        if norm < 1e-6 or np.isnan(q).any():
-            break
+        norm = max(float(np.linalg.norm(move)), 1e-9)
         new_d = move / norm
-        if new_d @ d < cos_limit:
-            break
-        if keep_going is not None and not keep_going(q, new_d):
-            break
-        weak = weak + 1 if value < min_response else 0
-        if weak >= patience:
-            del points[-(patience - 1):]
-            break
+        accepted = (value >= min_response and new_d @ d >= cos_limit
+                    and (keep_going is None or keep_going(q, new_d)))
+        if not accepted:
+            # a gap (the root between two thick slices) or a pull towards a neighbour: coast straight on
+            weak += 1
+            if weak >= patience:
+                del points[-(patience - 1):]
+                break
+            p = ahead
+            points.append(p)
+            continue
+        weak = 0
         # keep steps of about step_mm along the smoothed direction
         d = (1.0 - turn_rate) * d + turn_rate * new_d
         d /= np.linalg.norm(d)
-        p = p + step_mm * (q - p) / norm
+        p = p + step_mm * new_d
         points.append(p)
     return np.array(points)
 
