@@ -12,7 +12,7 @@ import pytest
 
 from nervemuscle.cli import main
 from nervemuscle.errors import EXIT_BAD_INPUT, EXIT_OUTPUT
-from tests.io_fixtures import slice_positions, write_series
+from io_fixtures import slice_positions, write_series
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 

@@ -12,7 +12,7 @@ import pytest
 from nervemuscle.cli import main
 from nervemuscle.io import load_exam, write_ingest
 from nervemuscle.volume import Volume
-from tests.io_fixtures import write_enhanced, write_series
+from io_fixtures import write_enhanced, write_series
 
 
 def test_nifti_folder_with_sidecars(tmp_path):
@@ -125,7 +125,7 @@ def test_phantom_headers_classify(tmp_path, vendor, acq_name, image_role):
 def test_phantom_exam_matches_truth_and_dcm2niix(tmp_path):
     """A simulated GE Dixon exam: roles match truth.json; geometry and values match dcm2niix."""
     from nervemuscle.phantom import simulate_exam
-    from tests.test_io_geometry import DCM2NIIX, canonical, dcm2niix
+    from test_io_geometry import DCM2NIIX, canonical, dcm2niix
 
     exam_dir = simulate_exam(tmp_path / "sim", "als", 3, kind="dixon", vendor="ge")
     truth = json.loads((exam_dir / "truth.json").read_text())

@@ -11,7 +11,7 @@ import pydicom.data
 import pytest
 
 from nervemuscle.io import load_exam
-from tests.io_fixtures import oblique_orientation, write_enhanced, write_series
+from io_fixtures import oblique_orientation, write_enhanced, write_series
 
 DCM2NIIX = shutil.which("dcm2niix")
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
