@@ -70,6 +70,21 @@ def test_split_by_image_type(tmp_path):
     assert [(s.uid[-6:], s.role) for s in exam.series] == [(".type1", "dixon_fat"), (".type2", "dixon_water")]
 
 
+def test_diffusion_series_split_by_b_value_and_4d_nifti(tmp_path):
+    uid = pydicom.uid.generate_uid()
+    for b, seed in ((0, 1), (800, 2)):
+        write_series(tmp_path / "dicom", series_uid=uid, series_number=9, description="ep2d_diff_tra", seed=seed,
+                     header={"ScanningSequence": "EP", "DiffusionBValue": b, "RepetitionTime": 5000,
+                             "EchoTime": 70})
+    exam = load_exam(tmp_path / "dicom")
+    assert [(s.uid[-5:], s.role) for s in exam.series] == [(".dwi1", "dwi"), (".dwi2", "dwi")]
+    (tmp_path / "nifti").mkdir()
+    data = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape(2, 3, 4, 5)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nifti" / "dwi.nii.gz")
+    series = load_exam(tmp_path / "nifti").series[0]
+    assert series.volume.shape == (2, 3, 4) and "first is used" in series.warnings[0] and series.role == "dwi"
+
+
 def test_write_ingest_outputs_and_deidentify(tmp_path, capsys):
     write_series(tmp_path / "exam" / "s1", series_number=1, description="t1_tse_tra")
     write_series(tmp_path / "exam" / "s2", series_number=2, description="t2_tse_tra",
