@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, root_label
+from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
 from nervemuscle.cli import main
 from nervemuscle.errors import EXIT_BAD_INPUT
 from nervemuscle.grading import grade, summarize
@@ -265,3 +265,18 @@ def test_cohort_writes_clinical_table_and_is_deterministic(tmp_path):
     csv2 = simulate_cohort(tmp_path / "b", n_als=1, n_mmn=0, seed=3, workers=1, progress=False)
     truth2 = json.loads((tmp_path / "b" / "ALS-001" / "truth.json").read_text())
     assert truth == truth2 and pd.read_csv(csv2).iloc[0].equals(table.iloc[0])
+
+
+def test_atrophy_truth_matches_the_drawn_volume_loss():
+    from nervemuscle.phantom.truth import exam_truth
+    subject = make_subject("als", 4)
+    truth = exam_truth(subject, ["t1_axial", "t2fs_axial"])
+    atrophic = [m for m in truth["muscles"] if subject.pathology.muscles[(m["name"], m["side"])].atrophy > 0]
+    assert atrophic
+    for m in atrophic:
+        assert m["volume_loss"] == pytest.approx(subject.pathology.muscles[(m["name"], m["side"])].atrophy, abs=0.004)
+    # the vacated space is painted as fat right before each shrunken muscle
+    labels = [label for label, _ in subject.anatomy.structures]
+    for m in atrophic:
+        i = labels.index(muscle_label(m["name"], m["side"]))
+        assert labels[i - 1] == TISSUE_LABELS["intermuscular_fat"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nervemuscle.anatomy import ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
+from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
 from nervemuscle.phantom.shapes import Difference, Ellipsoid, Extrusion, Tube, Union, box, resample_curve
 
 T = TISSUE_LABELS
@@ -178,6 +178,59 @@ def fusiform_weight(d: np.ndarray, center: float, half_width: float) -> np.ndarr
     return 0.5 * (1 + np.cos(np.pi * u))
 
 
+def _graded_muscles(p: BodyParams, body: Union, side: str, muscle_scale: dict) -> list:
+    """Solids of the graded muscles of one side, ``[(name, shape), ...]`` in painting order.
+
+    ``muscle_scale[name]`` (default 1) scales cross-sectional areas (extrusions) or layer thickness (shells).
+    """
+    w, h, y0, fat = p.width, p.height, p.y_shift, p.fat_mm
+    m, drop = SIGN[side], p.shoulder_drop[side]
+    k = {name: muscle_scale.get(name, 1.0) for name in MUSCLES}
+    out: list = []
+    out.append(("trapezius",
+         _shell(body, fat, 11.0 * k["trapezius"], box(x=_side(m, 4, 150 * w), y=(-200, y0 - 14), z=(-110, 200)))))
+    out.append(("pectoralis_major",
+         _shell(body, fat, 16.0 * k["pectoralis_major"],
+                box(x=_side(m, 14, 300), y=(28 + y0, 300), z=(-125, -26 - drop)))))
+    r = np.sqrt
+    # scalenes: columns from the cervical transverse processes to the first rib
+    out.append(("anterior_scalene",
+         _ext("z", np.array([-30, 0, 30, 60, 74]) * h, m * np.array([48, 42, 35, 30, 28]) * w,
+              np.array([23, 19, 15, 13, 12]) + y0, np.array([6, 7, 7, 6, 5]) * r(k["anterior_scalene"]),
+              np.array([5, 6, 5.5, 5, 4]) * r(k["anterior_scalene"]))))
+    out.append(("middle_scalene",
+         _ext("z", np.array([-24, 0, 30, 60, 82]) * h, m * np.array([56, 48, 40, 34, 31]) * w,
+              np.array([-1, -5, -7, -7, -7]) + y0, np.array([9, 9, 8, 7, 6]) * r(k["middle_scalene"]),
+              np.array([7, 7, 6.5, 6, 5]) * r(k["middle_scalene"]))))
+    ang = -m * np.deg2rad(22)   # scapular plane: lateral border more anterior
+    out.append(("subscapularis",
+         _ext("z", [-130, -60, -28, -10 - drop], m * np.array([96, 100, 106, 112]) * w,
+              np.array([-39, -39, -37, -31]) + y0, np.array([30, 40, 36, 22]) * r(k["subscapularis"]),
+              np.array([9, 11, 10, 7]) * r(k["subscapularis"]), angle=ang)))
+    out.append(("infraspinatus",
+         _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-62, -62, -59]) + y0,
+              np.array([30, 40, 36]) * r(k["infraspinatus"]), np.array([8, 10, 8]) * r(k["infraspinatus"]),
+              angle=ang)))
+    sup = np.array([78, 100, 125, 148]) * w
+    out.append(("supraspinatus",
+         Extrusion("x", sup if m > 0 else -sup[::-1], *(
+             v if m > 0 else v[::-1] for v in (
+                 np.array([-58, -50, -34, -18.0]) + y0, np.array([-4, -6, -11, -19.0]) - drop,
+                 np.array([13, 15, 11, 7.0]) * r(k["supraspinatus"]),
+                 np.array([10, 11, 9, 6.0]) * r(k["supraspinatus"]))))))
+    hc = np.array([m * 158 * w, -8 + y0, -30 - drop])
+    t = k["deltoid"]
+    out.append(("deltoid", Union([
+        Difference(Ellipsoid(hc + [m * 4, 0, -6], np.array([27 + 22 * t, 29 + 22 * t, 30 + 22 * t]),
+                             clip=box(x=_side(m, 136 * w, 400), z=(-400, -8 - drop))),
+                   Ellipsoid(hc, np.array([27.0, 27.0, 29.0]))),
+        Difference(_ext("z", [-150, -40 - drop], m * 166 * w, -8 + y0, 14 + 26 * t, 16 + 26 * t,
+                        clip=box(x=_side(m, 150 * w, 400))),
+                   _ext("z", [-150, -40 - drop], m * 166 * w, -8 + y0, 14.0, 14.0)),
+    ])))
+    return out
+
+
 def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scale: dict) -> Anatomy:
     """Assemble the painted solids of one subject.
 
@@ -216,54 +269,15 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
                                            [22, 22, 20, 19], [23, 24, 22, 20])))
         add((T["soft_tissue"], _ext("z", [-20, 20, 60, 100], m * np.array([62, 52, 42, 36]) * w,
                                     np.array([-30, -26, -22, -20]) + y0, [10, 11, 10, 9], [12, 13, 12, 10])))
-    # graded muscles
-    fat = p.fat_mm
+    # graded muscles; the space an atrophic muscle vacates is taken by fat
     for side in SIDES:
-        m, drop = SIGN[side], p.shoulder_drop[side]
-        k = {name: muscle_scale.get((name, side), 1.0) for name in
-             ("trapezius", "pectoralis_major", "deltoid", "supraspinatus", "infraspinatus", "subscapularis",
-              "anterior_scalene", "middle_scalene")}
-        add((muscle_label("trapezius", side),
-             _shell(body, fat, 11.0 * k["trapezius"], box(x=_side(m, 4, 150 * w), y=(-200, y0 - 14), z=(-110, 200)))))
-        add((muscle_label("pectoralis_major", side),
-             _shell(body, fat, 16.0 * k["pectoralis_major"],
-                    box(x=_side(m, 14, 300), y=(28 + y0, 300), z=(-125, -26 - drop)))))
-        r = np.sqrt
-        # scalenes: columns from the cervical transverse processes to the first rib
-        add((muscle_label("anterior_scalene", side),
-             _ext("z", np.array([-30, 0, 30, 60, 74]) * h, m * np.array([48, 42, 35, 30, 28]) * w,
-                  np.array([23, 19, 15, 13, 12]) + y0, np.array([6, 7, 7, 6, 5]) * r(k["anterior_scalene"]),
-                  np.array([5, 6, 5.5, 5, 4]) * r(k["anterior_scalene"]))))
-        add((muscle_label("middle_scalene", side),
-             _ext("z", np.array([-24, 0, 30, 60, 82]) * h, m * np.array([56, 48, 40, 34, 31]) * w,
-                  np.array([-1, -5, -7, -7, -7]) + y0, np.array([9, 9, 8, 7, 6]) * r(k["middle_scalene"]),
-                  np.array([7, 7, 6.5, 6, 5]) * r(k["middle_scalene"]))))
-        ang = -m * np.deg2rad(22)   # scapular plane: lateral border more anterior
-        add((muscle_label("subscapularis", side),
-             _ext("z", [-130, -60, -28, -10 - drop], m * np.array([96, 100, 106, 112]) * w,
-                  np.array([-39, -39, -37, -31]) + y0, np.array([30, 40, 36, 22]) * r(k["subscapularis"]),
-                  np.array([9, 11, 10, 7]) * r(k["subscapularis"]), angle=ang)))
-        add((muscle_label("infraspinatus", side),
-             _ext("z", [-130, -60, -30 - drop], m * np.array([92, 98, 106]) * w, np.array([-62, -62, -59]) + y0,
-                  np.array([30, 40, 36]) * r(k["infraspinatus"]), np.array([8, 10, 8]) * r(k["infraspinatus"]),
-                  angle=ang)))
-        sup = np.array([78, 100, 125, 148]) * w
-        add((muscle_label("supraspinatus", side),
-             Extrusion("x", sup if m > 0 else -sup[::-1], *(
-                 v if m > 0 else v[::-1] for v in (
-                     np.array([-58, -50, -34, -18.0]) + y0, np.array([-4, -6, -11, -19.0]) - drop,
-                     np.array([13, 15, 11, 7.0]) * r(k["supraspinatus"]),
-                     np.array([10, 11, 9, 6.0]) * r(k["supraspinatus"]))))))
-        hc = np.array([m * 158 * w, -8 + y0, -30 - drop])
-        t = k["deltoid"]
-        add((muscle_label("deltoid", side), Union([
-            Difference(Ellipsoid(hc + [m * 4, 0, -6], np.array([27 + 22 * t, 29 + 22 * t, 30 + 22 * t]),
-                                 clip=box(x=_side(m, 136 * w, 400), z=(-400, -8 - drop))),
-                       Ellipsoid(hc, np.array([27.0, 27.0, 29.0]))),
-            Difference(_ext("z", [-150, -40 - drop], m * 166 * w, -8 + y0, 14 + 26 * t, 16 + 26 * t,
-                            clip=box(x=_side(m, 150 * w, 400))),
-                       _ext("z", [-150, -40 - drop], m * 166 * w, -8 + y0, 14.0, 14.0)),
-        ])))
+        m = SIGN[side]
+        scale = {name: muscle_scale.get((name, side), 1.0) for name in MUSCLES}
+        normal = dict(_graded_muscles(p, body, side, {}))
+        for name, shape in _graded_muscles(p, body, side, scale):
+            if scale[name] < 1.0:
+                add((T["intermuscular_fat"], normal[name]))
+            add((muscle_label(name, side), shape))
         # neck soft tissue: sternocleidomastoid (muscle-like, ungraded)
         add((T["soft_tissue"], _ext("z", [-40, 0, 40, 100], m * np.array([20, 32, 44, 48]) * w,
                                     np.array([48, 40, 30, 20]) + y0, [9, 11, 12, 11], [6, 6, 7, 7])))

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from nervemuscle.anatomy import ROOTS, SIDES
+from nervemuscle.anatomy import ROOTS, SIDES, muscle_label
 from nervemuscle.phantom.anatomy import Anatomy, BodyParams, build_anatomy, fusiform_weight
 from nervemuscle.phantom.pathology import Pathology, draw_pathology
 from nervemuscle.phantom.signal import base_tissue
@@ -76,6 +76,38 @@ def root_lesion(rp, normal_csa_ratio: float, measure: tuple[float, float]) -> di
     return None
 
 
+def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: dict, normal: Anatomy,
+                      *, tolerance: float = 0.003, iterations: int = 6) -> Anatomy:
+    """Anatomy whose atrophic muscles lose exactly the drawn volume fraction (to ``tolerance``).
+
+    Shrinking a shape by its drawn factor does not give the same volume loss inside the field of view
+    (shells, clipping, other solids on top), so the shape factor is corrected by fixed-point iteration on
+    the volumes inside the T1 axial field of view, the series used for muscle measurements.
+    """
+    from types import SimpleNamespace
+
+    from nervemuscle.phantom.acquisition import ACQUISITIONS, series_grid
+    from nervemuscle.phantom.truth import muscle_volumes_ml
+
+    bounds = series_grid(SimpleNamespace(anatomy=normal), ACQUISITIONS["t1_axial"]).bounds
+    labels = {muscle_label(*k): k for k in targets}
+    normal_ml = muscle_volumes_ml(normal, bounds, labels=set(labels))
+    scale = {k: 1.0 - a for k, a in targets.items()}
+    for _ in range(iterations):
+        anatomy = build_anatomy(body, root_csa, lesions, scale)
+        ml = muscle_volumes_ml(anatomy, bounds, labels=set(labels))
+        worst = 0.0
+        for code, key in labels.items():
+            if normal_ml[code] <= 0:
+                continue
+            loss = 1.0 - ml[code] / normal_ml[code]
+            worst = max(worst, abs(loss - targets[key]))
+            scale[key] = float(np.clip(scale[key] * (1.0 - targets[key]) / max(1.0 - loss, 1e-3), 0.05, 1.0))
+        if worst <= tolerance:
+            break
+    return anatomy
+
+
 def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> Subject:
     """Draw a virtual subject.
 
@@ -105,10 +137,12 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
     measure = tuple(protocol["nerve"]["measure_from_foramen_mm"])
     root_csa = {k: ref[k[0]] * rp.normal_csa_ratio for k, rp in pathology.roots.items()}
     lesions = {k: root_lesion(rp, rp.normal_csa_ratio, measure) for k, rp in pathology.roots.items()}
-    scale = {k: 1.0 - mp.atrophy for k, mp in pathology.muscles.items()}
-    anatomy = build_anatomy(body, root_csa, lesions, scale)
-    any_atrophy = any(mp.atrophy > 0 for mp in pathology.muscles.values())
-    normal_anatomy = build_anatomy(body, root_csa, {}, {}) if any_atrophy else anatomy
+    targets = {k: mp.atrophy for k, mp in pathology.muscles.items() if mp.atrophy > 0}
+    if targets:
+        normal_anatomy = build_anatomy(body, root_csa, {}, {})
+        anatomy = calibrate_atrophy(body, root_csa, lesions, targets, normal_anatomy)
+    else:
+        anatomy = normal_anatomy = build_anatomy(body, root_csa, lesions, {})
     centerlines = {k: rm.extraforaminal(0.0, 45.0) for k, rm in anatomy.roots.items()}
     return Subject(
         id=f"{phenotype.upper()}-{seed:05d}", phenotype=phenotype, seed=int(seed), field_strength=float(field_strength),
