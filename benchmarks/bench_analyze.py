@@ -57,8 +57,9 @@ def run(kinds: tuple[str, ...] = ("2d", "3d")) -> dict:
     results: dict = {"load_avg_1min_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="bench_analyze_") as tmp:
         tmp = Path(tmp)
+        exams = {}
         for kind in kinds:
-            exam = Path(simulate_exam(tmp / f"exam_{kind}", "als", 7, kind=kind))
+            exam = exams[kind] = Path(simulate_exam(tmp / f"exam_{kind}", "als", 7, kind=kind))
             dicom = exam / "dicom"
             n_files = sum(1 for p in dicom.rglob("*") if p.is_file())
             (tmp / f"nii_{kind}").mkdir()
@@ -80,7 +81,7 @@ def run(kinds: tuple[str, ...] = ("2d", "3d")) -> dict:
         results["peak_rss_mb_max_child"] = round(_peak_child_rss_mb(), 0)
         if shutil.which("chromium"):
             kind = kinds[0]
-            t_pdf, cpu_pdf, _ = timed([sys.executable, "-m", "nervemuscle", "analyze", str(tmp / f"exam_{kind}" / "dicom"),
+            t_pdf, cpu_pdf, _ = timed([sys.executable, "-m", "nervemuscle", "analyze", str(exams[kind] / "dicom"),
                               "-o", str(tmp / f"pdf_{kind}")])
             results[f"{kind}_analyze_with_pdf_wall_s"] = round(t_pdf, 2)
             results[f"{kind}_analyze_with_pdf_cpu_s"] = round(cpu_pdf, 2)
