@@ -196,7 +196,8 @@ def test_reader_sees_no_clinical_data_no_exam_ids_no_other_reads(env, study):
     texts = [work.text, r1.get("/worklist").text]
     for w in work.json():
         read = r1.get(f"/api/reads/{w['read_id']}")
-        assert set(read.json()) == {"read_id", "case", "session", "form", "comment", "grades", "submitted_at", "series"}
+        assert set(read.json()) == {"read_id", "case", "session", "form", "comment", "grades", "submitted_at", "series",
+                                     "label_names"}
         texts += [read.text, r1.get(f"/read/{w['read_id']}").text]
     for text in texts:
         for secret in ("ALS", "MMN", "CTL", "diagnosis", "clinical", "findings", "Smith", "r2"):

@@ -24,18 +24,48 @@ def exam_affine(shape, spacing=(0.8, 0.8, 3.0)):
     return aff
 
 
+def synthetic_slab(shape, rng):
+    """T1, T2 fat-sat and labels of a crude axial neck-shoulder slab: fat rim, muscles, two bright roots."""
+    i, j = np.indices(shape[:2], dtype=float)
+    x, y = (i / shape[0] - 0.5) * 2, (j / shape[1] - 0.5) * 2  # -1..1, x to the patient's left (RAS: +x right)
+
+    def ellipse(cx, cy, rx, ry):
+        return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
+
+    body = ellipse(0, 0, 0.95, 0.6)
+    lab = np.where(body, 1, 0)  # subcutaneous fat
+    lab[ellipse(0, 0, 0.85, 0.5)] = 10  # soft tissue
+    for side, sx in (("right", 1), ("left", -1)):
+        lab[ellipse(0.72 * sx, 0.0, 0.12, 0.35)] = muscle_label("deltoid", side)
+        lab[ellipse(0.35 * sx, -0.3, 0.3, 0.12)] = muscle_label("trapezius", side)
+        lab[ellipse(0.4 * sx, 0.25, 0.22, 0.1)] = muscle_label("pectoralis_major", side)
+        lab[ellipse(0.18 * sx, 0.02, 0.05, 0.08)] = muscle_label("anterior_scalene", side)
+        lab[ellipse(0.25 * sx, 0.0, 0.035, 0.035)] = root_label("C6", side)
+    lab[ellipse(0, -0.05, 0.08, 0.1)] = 6  # spinal cord
+    t1_lut, t2_lut = np.full(60, 400.0), np.full(60, 250.0)  # muscle
+    for code, a, b in ((0, 5, 5), (1, 900, 80), (6, 500, 600), (10, 450, 300)):
+        t1_lut[code], t2_lut[code] = a, b
+    t1_lut[40:], t2_lut[40:] = 700, 1100  # roots
+    t2_lut[muscle_label("deltoid", "left")] = 600  # an edematous muscle
+    t1, t2 = t1_lut[lab], t2_lut[lab]
+    k = np.abs(np.linspace(-1, 1, shape[2]))[None, None, :]
+    fade = 1 - 0.3 * k
+    t1 = t1[..., None] * fade + rng.normal(0, 15, shape)
+    t2 = t2[..., None] * fade + rng.normal(0, 15, shape)
+    labels = np.repeat(lab[..., None], shape[2], axis=2).astype(np.int16)
+    return t1.astype(np.float32), t2.astype(np.float32), labels
+
+
 def write_exam(root: Path, name: str, *, shape=(64, 64, 24), layout: str = "roles", labels: bool = True,
                findings: dict | None = None, descrip: str | None = None, clinical: dict | None = None) -> Path:
-    """An exam folder with T1 and T2 fat-sat images (a bright cylinder in noise) and a label map."""
+    """An exam folder with T1 and T2 fat-sat images of :func:`synthetic_slab` and its label map."""
     folder = root / name
     (folder / "series").mkdir(parents=True)
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
-    i, j = np.indices(shape[:2])
-    disk = ((i - shape[0] / 2) ** 2 + (j - shape[1] / 2) ** 2 < (shape[0] / 4) ** 2)[..., None]
+    t1, t2, lab = synthetic_slab(shape, rng)
     aff = exam_affine(shape)
     files = {}
-    for role, level in (("t1", 400.0), ("t2fs", 900.0)):
-        data = (rng.normal(50, 10, shape) + level * disk).astype(np.float32)
+    for role, data in (("t1", t1), ("t2fs", t2)):
         fname = f"{role}.nii.gz" if layout == "roles" else f"series_{len(files) + 1:02d}.nii.gz"
         Volume(data, aff).save(folder / "series" / fname)
         files[fname] = role
@@ -48,9 +78,6 @@ def write_exam(root: Path, name: str, *, shape=(64, 64, 24), layout: str = "role
         (folder / "series.json").write_text(json.dumps(files))
     if labels:
         (folder / "labels").mkdir()
-        lab = np.zeros(shape, np.int16)
-        lab[disk[..., 0]] = muscle_label("deltoid", "left")
-        lab[:4, :4, :] = root_label("C5", "right")
         Volume(lab, aff).save(folder / "labels" / "segmentation.nii.gz")
     if findings is not None:
         (folder / "findings.json").write_text(json.dumps(findings))

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nervemuscle.anatomy import label_names
 from nervemuscle.errors import BadInputError
 from nervemuscle.reader import auth
 from nervemuscle.reader.agreement import AUTOMATED, agreement_table
@@ -33,8 +34,14 @@ EXPORT_COLUMNS = ("exam_id", "reader", "item", "scale", "grade", "submitted_at")
 # ---------------------------------------------------------------- dependencies
 
 def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back on error."""
-    db = request.app.state.sessions()
+    """One transaction per request: committed when the endpoint returns, rolled back on error.
+
+    GET requests get a session of the read engine (concurrent reads on SQLite). Used with
+    ``scope="function"``, so the commit happens before the response is sent: a client's next request
+    always sees what its previous one wrote.
+    """
+    read_only = request.method in ("GET", "HEAD")
+    db = (request.app.state.read_sessions if read_only else request.app.state.sessions)()
     try:
         yield db
         db.commit()
@@ -45,7 +52,7 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()
 
 
-def login_session(request: Request, db: Session = Depends(get_db)) -> LoginSession:
+def login_session(request: Request, db: Session = Depends(get_db, scope="function")) -> LoginSession:
     """The caller's live session; 401 without one."""
     found = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
     if found is None:
@@ -105,7 +112,7 @@ def read_payload(db: Session, read: Read) -> dict[str, Any]:
     return {"read_id": read.id, "case": case_label(read, session.blinded), "session": session.name,
             "form": form_as_dict(session.protocol), "comment": read.comment,
             "grades": [{"item": g.item, "scale": g.scale, "grade": g.grade} for g in read.grades],
-            "submitted_at": _iso(read.submitted_at), "series": series}
+            "submitted_at": _iso(read.submitted_at), "series": series, "label_names": label_names()}
 
 
 def audit(db: Session, user: User, read: Read | None, action: str, item: str | None = None,
@@ -122,7 +129,7 @@ def me(session: LoginSession = Depends(login_session)) -> dict[str, Any]:
 
 
 @router.get("/worklist")
-def worklist(user: User = Depends(current_user), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def worklist(user: User = Depends(current_user), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     """The caller's reads in their randomised order (no exam ids in blinded sessions, no clinical data)."""
     rows = db.execute(select(Read, ReadingSession).join(ReadingSession, ReadingSession.id == Read.session_id)
                       .where(Read.reader_id == user.id).order_by(Read.session_id, Read.position)).all()
@@ -134,7 +141,7 @@ def worklist(user: User = Depends(current_user), db: Session = Depends(get_db)) 
 
 
 @router.get("/reads/{read_id}")
-def get_read(read_id: int, user: User = Depends(current_user), db: Session = Depends(get_db)) -> dict[str, Any]:
+def get_read(read_id: int, user: User = Depends(current_user), db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     return read_payload(db, own_read(db, read_id, user))
 
 
@@ -151,7 +158,7 @@ class ReadUpdate(BaseModel):
 
 @router.put("/reads/{read_id}")
 def save_read(read_id: int, body: ReadUpdate, user: User = Depends(current_user),
-              db: Session = Depends(get_db)) -> dict[str, Any]:
+              db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     """Autosave: set or clear grades and the comment of a draft read; every change is audited."""
     read = own_read(db, read_id, user, lock=True)
     if read.submitted_at is not None:
@@ -190,7 +197,7 @@ def save_read(read_id: int, body: ReadUpdate, user: User = Depends(current_user)
 
 
 @router.post("/reads/{read_id}/submit")
-def submit_read(read_id: int, user: User = Depends(current_user), db: Session = Depends(get_db)) -> dict[str, Any]:
+def submit_read(read_id: int, user: User = Depends(current_user), db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     """Lock the read. The overall impression is required; ungraded cells stay absent from the export."""
     read = own_read(db, read_id, user, lock=True)
     if read.submitted_at is not None:
@@ -209,7 +216,7 @@ def _blinded_bytes(path: str, mtime_ns: int) -> bytes | None:
 
 @router.get("/reads/{read_id}/series/{series_id}/{filename}")
 def get_series(read_id: int, series_id: int, filename: str, user: User = Depends(current_user),
-               db: Session = Depends(get_db)) -> Response:
+               db: Session = Depends(get_db, scope="function")) -> Response:
     """A series of the caller's read as NIfTI (header free text and extensions stripped)."""
     read = own_read(db, read_id, user)
     series = db.get(Series, series_id)
@@ -234,12 +241,12 @@ class UserIn(BaseModel):
 
 
 @router.get("/admin/users")
-def list_users(_: User = Depends(require_admin), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def list_users(_: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     return [{"id": u.id, "username": u.username, "role": u.role} for u in db.scalars(select(User).order_by(User.id))]
 
 
 @router.post("/admin/users", status_code=201)
-def create_user(body: UserIn, admin: User = Depends(require_admin), db: Session = Depends(get_db)) -> dict[str, Any]:
+def create_user(body: UserIn, admin: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     try:
         user = auth.add_user(db, body.username, body.role, body.password)
     except ValueError as exc:
@@ -249,7 +256,7 @@ def create_user(body: UserIn, admin: User = Depends(require_admin), db: Session 
 
 
 @router.get("/admin/exams")
-def list_exams(_: User = Depends(require_admin), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def list_exams(_: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     return [{"id": e.id, "exam_id": e.exam_id, "clinical": e.clinical, "has_findings": e.findings is not None,
              "series": [{"role": s.role, "kind": s.kind, "shape": s.shape} for s in e.series]}
             for e in db.scalars(select(Exam).order_by(Exam.exam_id))]
@@ -261,7 +268,7 @@ class ImportIn(BaseModel):
 
 @router.post("/admin/exams/import")
 def import_exams(body: ImportIn, request: Request, admin: User = Depends(require_admin),
-                 db: Session = Depends(get_db)) -> dict[str, Any]:
+                 db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     """Import one exam folder or a cohort folder; ``path`` is relative to (and must stay inside) the data root."""
     root = request.app.state.settings.data_root
     try:
@@ -285,7 +292,7 @@ def import_exams(body: ImportIn, request: Request, admin: User = Depends(require
 
 @router.post("/admin/exams/{exam_id}/findings")
 async def upload_findings(exam_id: str, file: UploadFile, request: Request, admin: User = Depends(require_admin),
-                          db: Session = Depends(get_db)) -> dict[str, Any]:
+                          db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     """Attach a findings.json (validated against the findings schema) to an imported exam."""
     exam = db.scalar(select(Exam).where(Exam.exam_id == exam_id))
     if exam is None:
@@ -313,7 +320,7 @@ class SessionIn(BaseModel):
 
 @router.post("/admin/sessions", status_code=201)
 def create_session(body: SessionIn, request: Request, admin: User = Depends(require_admin),
-                   db: Session = Depends(get_db)) -> dict[str, Any]:
+                   db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     """A reading session: every reader reads every exam, in an order randomised per reader.
 
     Reader ``r``'s order is ``numpy.random.default_rng(seed_r).permutation`` of the exams sorted by exam id;
@@ -343,7 +350,7 @@ def create_session(body: SessionIn, request: Request, admin: User = Depends(requ
 
 
 @router.get("/admin/sessions")
-def list_sessions(_: User = Depends(require_admin), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def list_sessions(_: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     return [{"id": s.id, "name": s.name, "blinded": s.blinded, "created_at": _iso(s.created_at)}
             for s in db.scalars(select(ReadingSession).order_by(ReadingSession.id))]
 
@@ -356,7 +363,7 @@ def _session_or_404(db: Session, session_id: int) -> ReadingSession:
 
 
 @router.get("/admin/sessions/{session_id}/progress")
-def progress(session_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db)) -> dict[str, Any]:
+def progress(session_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
     session = _session_or_404(db, session_id)
     rows = db.execute(select(Assignment, User).join(User, User.id == Assignment.reader_id)
                       .where(Assignment.session_id == session_id).order_by(User.username)).all()
@@ -382,7 +389,7 @@ def export_rows(db: Session, session_id: int, *, include_drafts: bool = False) -
 
 @router.get("/admin/sessions/{session_id}/export")
 def export(session_id: int, format: str = "csv", include_drafts: bool = False, _: User = Depends(require_admin),
-           db: Session = Depends(get_db)) -> Response:
+           db: Session = Depends(get_db, scope="function")) -> Response:
     session = _session_or_404(db, session_id)
     rows = export_rows(db, session_id, include_drafts=include_drafts)
     stem = f"reads-session{session.id}"
@@ -414,12 +421,12 @@ def session_agreement(db: Session, session_id: int) -> list[dict[str, Any]]:
 
 
 @router.get("/admin/sessions/{session_id}/agreement")
-def agreement(session_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def agreement(session_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     return session_agreement(db, session_id)
 
 
 @router.get("/admin/reads/{read_id}/audit")
-def read_audit(read_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+def read_audit(read_id: int, _: User = Depends(require_admin), db: Session = Depends(get_db, scope="function")) -> list[dict[str, Any]]:
     rows = db.execute(select(AuditEntry, User.username).outerjoin(User, User.id == AuditEntry.user_id)
                       .where(AuditEntry.read_id == read_id).order_by(AuditEntry.id)).all()
     return [{"at": _iso(a.at), "user": name, "action": a.action, "item": a.item, "scale": a.scale,

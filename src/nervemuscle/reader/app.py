@@ -85,6 +85,8 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.read_sessions = (session_factory(make_engine(settings.db_url, writer=False))
+                               if engine.dialect.name == "sqlite" else app.state.sessions)
     app.state.protocol = load_protocol(settings.protocol_path)
     app.state.findings_schema = json.loads(
         resources.files("nervemuscle.schema").joinpath("findings.schema.json").read_text())
@@ -134,7 +136,7 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=1024),
-              csrf_token: str = Form(""), db=Depends(get_db)) -> Response:  # noqa: ANN001
+              csrf_token: str = Form(""), db=Depends(get_db, scope="function")) -> Response:  # noqa: ANN001
         if not auth.tokens_match(request.cookies.get(auth.LOGIN_CSRF_COOKIE), csrf_token):
             raise HTTPException(403, "missing or wrong CSRF token (reload the login page)")
         client = request.client.host if request.client else "unknown"
@@ -152,7 +154,7 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
         return response
 
     @app.post("/logout", dependencies=[Depends(check_csrf)])
-    def logout(request: Request, db=Depends(get_db)) -> Response:  # noqa: ANN001
+    def logout(request: Request, db=Depends(get_db, scope="function")) -> Response:  # noqa: ANN001
         auth.close_session(db, request.cookies.get(auth.SESSION_COOKIE))
         response = RedirectResponse("/login", 303)
         response.delete_cookie(auth.SESSION_COOKIE, path="/")
@@ -178,7 +180,7 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
 
     @app.get("/admin/sessions/{session_id}", response_class=HTMLResponse)
     def session_page(request: Request, session_id: int, session: LoginSession = Depends(login_session),
-                     admin: User = Depends(require_admin), db=Depends(get_db)) -> Response:  # noqa: ANN001
+                     admin: User = Depends(require_admin), db=Depends(get_db, scope="function")) -> Response:  # noqa: ANN001
         return page(request, "session.html", user=session.user, csrf_token=session.csrf_token,
                     progress=progress(session_id, admin, db), agreement=session_agreement(db, session_id))
 

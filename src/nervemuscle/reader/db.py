@@ -18,11 +18,13 @@ def default_url(folder: str | Path = ".") -> str:
     return f"sqlite:///{(Path(folder) / DEFAULT_DB_FILE).resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, writer: bool = True) -> Engine:
     """Engine for ``url``.
 
-    SQLite gets WAL journaling, foreign keys, a 30 s busy timeout and ``BEGIN IMMEDIATE`` transactions
-    (writers queue instead of failing with "database is locked" when a read upgrades to a write).
+    SQLite gets WAL journaling, foreign keys and a 30 s busy timeout. A ``writer`` engine opens every
+    transaction with ``BEGIN IMMEDIATE`` (writers queue instead of failing with "database is locked"
+    when a read upgrades to a write); a reader engine (``writer=False``) uses deferred transactions, so
+    reads run concurrently under WAL. PostgreSQL ignores ``writer`` (row locks do the work).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -39,7 +41,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)

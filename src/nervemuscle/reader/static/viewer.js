@@ -15,29 +15,64 @@
     return chosen.map(s => s || rest.shift()).filter(Boolean);
   }
 
-  async function startViewers(series) {
-    const pair = pickSeries(series);
-    const labels = series.find(s => s.kind === "labels");
-    const viewers = [];
-    for (let i = 0; i < pair.length; i++) {
-      const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], crosshairColor: [1, 0.8, 0, 1], isColorbar: false,
-                                    show3Dcrosshair: false, dragAndDropEnabled: false});
-      await nv.attachToCanvas($(`#gl${i}`));
-      nv.onImageLoaded = () => {
-        timing.loaded.push(performance.now() - t0);
-        if (timing.loaded.length === pair.length) {
-          timing.firstRender = performance.now() - t0;
-          $("#viewer-status").textContent = `images shown in ${(timing.firstRender / 1000).toFixed(2)} s`;
-        }
-      };
-      $(`#cap-${i}`).textContent = pair[i].role.toUpperCase() + " · " + pair[i].shape.join("×");
-      const volumes = [{url: pair[i].url, name: `${pair[i].role}.nii.gz`}];
-      if (labels) volumes.push({url: labels.url, name: "labels.nii.gz", colormap: "warm", opacity: 0,
-                                cal_min: 0.5, cal_max: 60});
-      await nv.loadVolumes(volumes);
-      viewers.push(nv);
-      bindWindowLevel(nv, i);
+  // Label LUT: muscles (20-39) and roots (40-59) coloured, other tissue codes transparent.
+  function labelLut(names) {
+    const R = [], G = [], B = [], A = [], I = [], labels = [];
+    for (let code = 0; code < 60; code++) {
+      const graded = code >= 20, hue = code >= 40 ? 50 + (code % 10) * 4 : (code - 20) * 37 % 360;
+      const [r, g, b] = hsl(hue, code >= 40 ? 1 : 0.7, code >= 40 ? 0.55 : 0.5);
+      R.push(r); G.push(g); B.push(b); A.push(graded ? 255 : 0); I.push(code);
+      labels.push(names[code] || "");
     }
+    return {R, G, B, A, I, labels};
+  }
+
+  function hsl(h, s, l) {
+    const k = n => (n + h / 30) % 12, a = s * Math.min(l, 1 - l);
+    return [0, 8, 4].map(n => Math.round(255 * (l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1)))));
+  }
+
+  async function download(url) {
+    const res = await fetch(url, {credentials: "same-origin"});
+    if (!res.ok) throw new Error(`${res.status} loading an image`);
+    return res.arrayBuffer();
+  }
+
+  async function openViewer(i, image, labels, names, total, buffers) {
+    // 2D slices only (no volume-rendering tile), radiological convention (patient right on screen left).
+    const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], crosshairColor: [1, 0.8, 0, 1], isColorbar: false,
+                                  show3Dcrosshair: false, dragAndDropEnabled: false, isRadiologicalConvention: true,
+                                  sliceType: niivue.SLICE_TYPE.AXIAL, multiplanarShowRender: niivue.SHOW_RENDER.NEVER});
+    await nv.attachToCanvas($(`#gl${i}`));
+    let shown = false;
+    nv.onImageLoaded = () => {  // first volume (the image) of this viewer; the label overlay follows
+      if (shown) return;
+      shown = true;
+      timing.loaded.push(performance.now() - t0);
+      if (timing.loaded.length === total) {
+        timing.firstRender = performance.now() - t0;
+        $("#viewer-status").textContent = `images shown in ${(timing.firstRender / 1000).toFixed(2)} s`;
+      }
+    };
+    $(`#cap-${i}`).textContent = image.role.toUpperCase() + " · " + image.shape.join("×");
+    const name = `${image.role}.nii.gz`;
+    await nv.addVolumeFromUrl({url: name, name, buffer: await buffers.get(image.id)});
+    if (labels) {
+      const buffer = (await buffers.get(labels.id)).slice(0);  // each viewer owns its copy
+      await nv.addVolumeFromUrl({url: "labels.nii.gz", name: "labels.nii.gz", buffer, opacity: 0});
+      nv.volumes[1].setColormapLabel(labelLut(names));
+      nv.updateGLVolume();
+    }
+    bindWindowLevel(nv, i);
+    return nv;
+  }
+
+  async function startViewers(read) {
+    const pair = pickSeries(read.series);
+    const labels = read.series.find(s => s.kind === "labels");
+    // Download every volume once, while WebGL starts; Niivue gets the bytes, not the URL.
+    const buffers = new Map([...pair, labels].filter(Boolean).map(s => [s.id, download(s.url)]));
+    const viewers = await Promise.all(pair.map((image, i) => openViewer(i, image, labels, read.label_names, pair.length, buffers)));
     if (viewers.length === 2) {
       viewers[0].broadcastTo([viewers[1]], {"2d": true, "3d": true});
       viewers[1].broadcastTo([viewers[0]], {"2d": true, "3d": true});
@@ -50,7 +85,7 @@
     const toggle = $("#overlay-toggle");
     toggle.disabled = !labels;
     toggle.onchange = () => viewers.forEach(nv => {
-      if (nv.volumes.length > 1) nv.setOpacity(1, toggle.checked ? 0.5 : 0);
+      if (nv.volumes.length > 1) nv.setOpacity(1, toggle.checked ? 0.6 : 0);
     });
   }
 
@@ -142,6 +177,6 @@
   nm.api("GET", `/api/reads/${readId}`).then(read => {
     $("#case-label").textContent = `${read.session} · ${read.case}`;
     buildForm(read);
-    return startViewers(read.series);
+    return startViewers(read);
   }).catch(err => { $("#viewer-status").textContent = "Error: " + err.message; });
 })();

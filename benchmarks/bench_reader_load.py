@@ -1,0 +1,198 @@
+"""Reader web app under load on loopback, and exam delivery to first render in Chromium.
+
+* 20 concurrent readers (threads, one httpx client each) against ``nervemuscle serve`` (SQLite, a separate
+  process); each makes a bounded number of API calls (worklist, read, autosave) -> p50/p95/max latency.
+  Reference in the same run: the same clients fetching a static file from the same server (framework floor).
+* A 256x256x120 T1 + T2 fat-sat exam opened in headless Chromium (Niivue, SwiftShader WebGL): time from
+  navigation start to Niivue's ``onImageLoaded`` for both panes, fresh browser context each repeat.
+  Reference: downloading the same two volumes with httpx.
+
+Targets (issue 8): API p95 <= 50 ms; first render <= 2 s.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from nervemuscle.volume import Volume
+
+PASSWORD = "benchmark-password"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def write_exam(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
+    """T1 and T2 fat-sat volumes (float32, ellipse in noise) in the ``series/<role>.nii.gz`` layout."""
+    (folder / "series").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    i, j = np.indices(shape[:2])
+    body = (((i - shape[0] / 2) / (0.45 * shape[0])) ** 2 + ((j - shape[1] / 2) / (0.3 * shape[1])) ** 2 < 1)
+    aff = np.diag([0.8, 0.8, 3.0, 1.0])
+    for role, level in (("t1", 600.0), ("t2fs", 300.0)):
+        data = (rng.normal(20, 5, shape) + level * body[..., None]).astype(np.float32)
+        Volume(data, aff).save(folder / "series" / f"{role}.nii.gz")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(db_url: str, data_root: Path):
+    """``nervemuscle serve`` in a child process on a free loopback port; yields the base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nervemuscle", "serve", "--db", db_url, "--data-root",
+                             str(data_root), "--port", str(port)], stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/login", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nervemuscle serve did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def login(base: str, username: str) -> httpx.Client:
+    """A logged-in client with the session's CSRF header."""
+    import re
+
+    client = httpx.Client(base_url=base, timeout=60)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    r = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+    if r.status_code != 303:
+        raise RuntimeError(f"login of {username} failed: {r.status_code}")
+    client.headers["X-CSRF-Token"] = client.get("/api/me").json()["csrf_token"]
+    return client
+
+
+def prepare_study(folder: Path, n_readers: int, exam_shapes: list[tuple[int, int, int]]) -> tuple[str, Path]:
+    """Database with admin + readers r00.., exams E000.. imported and one session; returns (db URL, data root)."""
+    from nervemuscle.cli.serve import add_user
+
+    data = folder / "data"
+    for k, shape in enumerate(exam_shapes):
+        write_exam(data / "cohort" / f"E{k:03d}", shape, seed=k)
+    db_url = f"sqlite:///{folder / 'reader.db'}"
+    add_user(db_url, "admin", "admin", PASSWORD)
+    for r in range(n_readers):
+        add_user(db_url, f"r{r:02d}", "reader", PASSWORD)
+    with served(db_url, data) as base:
+        admin = login(base, "admin")
+        admin.post("/api/admin/exams/import", json={"path": "cohort"}).raise_for_status()
+        admin.post("/api/admin/sessions", json={"name": "load", "exam_ids": [f"E{k:03d}" for k in range(len(exam_shapes))],
+                                                "readers": [f"r{r:02d}" for r in range(n_readers)]}).raise_for_status()
+        admin.close()
+    return db_url, data
+
+
+def reader_session(client: httpx.Client, n_requests: int, start: threading.Barrier) -> dict[str, list]:
+    """One reader's bounded sequence of API calls; returns latencies (s) and status codes per kind."""
+    out: dict[str, list] = {"api": [], "static": [], "codes": []}
+    start.wait()
+    items = [f"{r}_{s}" for r in ("C5", "C6", "C7", "C8", "T1") for s in ("left", "right")]
+    read_ids = [w["read_id"] for w in client.get("/api/worklist").json()]
+    for n in range(n_requests):
+        kind = n % 4
+        t = time.perf_counter()
+        if kind == 0:
+            r = client.get("/api/worklist")
+        elif kind == 1:
+            r = client.get(f"/api/reads/{read_ids[n % len(read_ids)]}")
+        elif kind == 2:
+            r = client.put(f"/api/reads/{read_ids[n % len(read_ids)]}",
+                           json={"grades": [{"item": items[n % 10], "scale": "nerve_t2", "grade": n % 4}]})
+        else:
+            r = client.get("/static/reader.css")
+        (out["static"] if kind == 3 else out["api"]).append(time.perf_counter() - t)
+        out["codes"].append(r.status_code)
+    return out
+
+
+def api_load(base: str, n_readers: int, n_requests: int) -> dict:
+    """``n_readers`` threads logged in as r00.. each making ``n_requests`` calls at the same time."""
+    clients = [login(base, f"r{r:02d}") for r in range(n_readers)]
+    start = threading.Barrier(n_readers)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n_readers) as pool:
+        results = list(pool.map(lambda c: reader_session(c, n_requests, start), clients))
+    wall = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    api = np.array([x for r in results for x in r["api"]]) * 1000
+    static = np.array([x for r in results for x in r["static"]]) * 1000
+    codes = [c for r in results for c in r["codes"]]
+    return {"readers": n_readers, "requests": len(codes), "errors": sum(c != 200 for c in codes),
+            "api_p50_ms": float(np.percentile(api, 50)), "api_p95_ms": float(np.percentile(api, 95)),
+            "api_max_ms": float(api.max()), "static_p95_ms": float(np.percentile(static, 95)) if static.size else None,
+            "p95_ratio_api_to_static": float(np.percentile(api, 95) / np.percentile(static, 95)) if static.size else None,
+            "throughput_rps": len(codes) / wall}
+
+
+def first_render(base: str, reader: str, repeats: int = 3) -> dict:
+    """Navigation start -> both Niivue panes' onImageLoaded, in fresh Chromium contexts (no HTTP cache)."""
+    from playwright.sync_api import sync_playwright
+
+    client = login(base, reader)
+    read = client.get(f"/api/reads/{client.get('/api/worklist').json()[0]['read_id']}").json()
+    t = time.perf_counter()
+    n_bytes = sum(len(client.get(s["url"]).content) for s in read["series"] if s["kind"] == "image")
+    download = time.perf_counter() - t
+    client.close()
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for _ in range(repeats):
+            context = browser.new_context(viewport={"width": 1500, "height": 900})
+            page = context.new_page()
+            page.goto(f"{base}/login")
+            page.fill("input[name=username]", reader)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/worklist")
+            page.goto(f"{base}/read/{read['read_id']}")
+            page.wait_for_function("window.nmTiming && window.nmTiming.firstRender !== null", timeout=120000)
+            times.append(page.evaluate("window.nmTiming.firstRender") / 1000)
+            context.close()
+        browser.close()
+    return {"shape": read["series"][0]["shape"], "volume_bytes": n_bytes, "first_render_s": times,
+            "first_render_median_s": float(np.median(times)), "httpx_download_s": download,
+            "render_to_download_ratio": float(np.median(times) / download)}
+
+
+def run(n_readers: int = 20, n_requests: int = 24, big_shape: tuple[int, int, int] = (256, 256, 120)) -> dict:
+    """Measured numbers of both parts (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url, data = prepare_study(Path(tmp), n_readers, [big_shape, (64, 64, 24), (64, 64, 24)])
+        with served(db_url, data) as base:
+            load = api_load(base, n_readers, n_requests)
+            render = first_render(base, "r00") if os.path.exists(CHROMIUM) else {"skipped": "no chromium"}
+    return {"api_load": load, "first_render": render, "cores": os.cpu_count(),
+            "load_average_1min": os.getloadavg()[0]}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,88 @@
+"""End to end in headless Chromium: log in, open a case, both series render in Niivue, grade, submit, export."""
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nervemuscle.reader.app import ReaderSettings, create_app
+from test_reader_support import PASSWORD, running_server, seed_study
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed")]
+
+
+def drawn_fraction(png: bytes) -> float:
+    """Fraction of pixels that are not the black background."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+    return float((rgb.max(axis=2) > 30).mean())
+
+
+def browser_login(page, base, username):
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def test_read_an_exam_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    app = create_app(ReaderSettings(db_url=f"sqlite:///{tmp_path / 'reader.db'}", data_root=tmp_path / "data"))
+    sid = seed_study(app, tmp_path / "data", ["reader1"], n_exams=2, shape=(96, 96, 24))
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    with running_server(app) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.goto(f"{base}/login")
+        page.screenshot(path=str(DOCS_IMG / "reader_login.png"))
+        browser_login(page, base, "reader1")
+        assert page.url.endswith("/worklist")
+        page.wait_for_selector("#worklist tbody a")
+        page.screenshot(path=str(DOCS_IMG / "reader_worklist.png"))
+        page.click("#worklist tbody tr:first-child a")
+        page.wait_for_function("window.nmTiming && window.nmTiming.firstRender !== null", timeout=60000)
+        page.select_option("#slice-type", "axial")
+        page.check("#overlay-toggle")
+        page.wait_for_timeout(500)
+        for canvas in ("#gl0", "#gl1"):
+            assert drawn_fraction(page.locator(canvas).screenshot()) > 0.05, canvas
+        assert "T1" in page.inner_text("#cap-0") and "T2FS" in page.inner_text("#cap-1")
+
+        page.select_option("select[name='C5_left|nerve_t2']", "2")
+        page.select_option("select[name='deltoid_right|muscle_atrophy']", "1")
+        page.select_option("select[name='overall|impression']", "3")
+        page.fill("#comment", "thick left C5")
+        page.wait_for_function("document.querySelector('#save-status').textContent.startsWith('saved')")
+        page.screenshot(path=str(DOCS_IMG / "reader_viewer.png"))
+        page.on("dialog", lambda d: d.accept())
+        page.click("#submit-read")
+        page.wait_for_function("document.querySelector('#save-status').textContent.includes('locked')")
+        assert page.locator("select[name='C5_left|nerve_t2']").is_disabled()
+
+        admin = browser.new_page(viewport={"width": 1300, "height": 900})
+        browser_login(admin, base, "admin")
+        admin.wait_for_selector("#exams tbody tr")
+        admin.screenshot(path=str(DOCS_IMG / "reader_admin.png"), full_page=True)
+        admin.goto(f"{base}/admin/sessions/{sid}")
+        admin.screenshot(path=str(DOCS_IMG / "reader_session.png"), full_page=True)
+        with admin.expect_download() as download:
+            admin.click("text=CSV")
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        browser.close()
+    got = {(r["item"], r["scale"]): r["grade"] for r in rows}
+    assert got == {("C5_left", "nerve_t2"): "2", ("deltoid_right", "muscle_atrophy"): "1",
+                   ("overall", "impression"): "3"}
+    assert {r["reader"] for r in rows} == {"reader1"} and all(r["submitted_at"] for r in rows)
