@@ -1,7 +1,7 @@
 """Cross-sectional area (CSA) and signal of a root along its centerline, corrected for blur.
 
 Each centerline point gets a plane perpendicular to the local tangent, resampled from the image in
-world mm (0.25 mm pixels). In the plane the root is the bright blob at the centre:
+world mm (0.3 mm pixels). In the plane the root is the bright blob at the centre:
 
 1. a first background guess (darkest fifth of the neighbourhood) gives a half-maximum blob; the local
    background ``b`` is then the median of a thin ring just outside the blob's blurred edge;
@@ -147,8 +147,8 @@ def cross_sections(
     points: np.ndarray,
     *,
     tangents: np.ndarray | None = None,
-    radius_mm: float = 9.0,
-    pixel_mm: float = 0.25,
+    radius_mm: float = 8.0,
+    pixel_mm: float = 0.3,
     neighbourhood_mm: float = 7.0,
     ring_width_mm: float = 1.5,
     max_elongation: float = 1.4,

@@ -46,12 +46,11 @@ def resample_to_ras_grid(volume: Volume, lo: np.ndarray, hi: np.ndarray, step_mm
 
 def perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors spanning the plane perpendicular to ``direction`` (3,)."""
-    d = np.asarray(direction, float)
-    d = d / np.linalg.norm(d)
-    helper = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    u = np.cross(d, helper)
+    dx, dy, dz = np.asarray(direction, float) / np.linalg.norm(direction)
+    # u = d x helper, v = d x u (written out: np.cross is slow on single vectors)
+    u = np.array([dy, -dx, 0.0]) if abs(dz) < 0.9 else np.array([0.0, dz, -dy])
     u /= np.linalg.norm(u)
-    v = np.cross(d, u)
+    v = np.array([dy * u[2] - dz * u[1], dz * u[0] - dx * u[2], dx * u[1] - dy * u[0]])
     return u, v
 
 

@@ -7,12 +7,15 @@ is bridged by coasting straight on; several in a row, or the edge of the image, 
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from nervemuscle.nerve.sampling import perpendicular_basis, sample_world
 from nervemuscle.volume import Volume
 
 
+@lru_cache(maxsize=8)
 def _disc_offsets(radius_mm: float, pixel_mm: float) -> np.ndarray:
     ticks = np.arange(-radius_mm, radius_mm + pixel_mm / 2, pixel_mm)
     uu, vv = np.meshgrid(ticks, ticks, indexing="ij")
@@ -27,13 +30,13 @@ def recentre(response: Volume, point: np.ndarray, direction: np.ndarray, *, radi
     offsets = _disc_offsets(radius_mm, pixel_mm)
     u, v = perpendicular_basis(direction)
     pts = point + offsets[:, :1] * u + offsets[:, 1:] * v
-    vals = np.nan_to_num(sample_world(response, pts), nan=0.0)
+    vals = sample_world(response, pts, cval=0.0)
     top = vals.max()
     if top <= 0:
         return np.asarray(point, float), 0.0
     w = np.clip(vals - 0.5 * top, 0, None)
     new = (w[:, None] * pts).sum(axis=0) / w.sum()
-    value = float(np.nan_to_num(sample_world(response, new[None]), nan=0.0)[0])
+    value = float(sample_world(response, new[None], cval=0.0)[0])
     return new, value
 
 
@@ -89,8 +92,6 @@ def track(
     for _ in range(int(max_length_mm / step_mm)):
         ahead = p + step_mm * d
         q, value = recentre(response, ahead, d, radius_mm=search_mm)
-        if np.isnan(q).any():
-            break
         move = q - p
         norm = max(float(np.linalg.norm(move)), 1e-9)
         new_d = move / norm
