@@ -20,7 +20,7 @@ from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_p
 from nervemuscle.nerve.reference import estimate_muscle_reference
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
-from nervemuscle.nerve.tracking import arc_length, resample_polyline, track
+from nervemuscle.nerve.tracking import arc_length, minimal_path, resample_polyline, track
 from nervemuscle.volume import Volume
 
 __all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
@@ -36,6 +36,8 @@ ROI_AP_MM = (-20.0, 50.0)
 #: Tracking limits: a root's direction keeps at least this lateral component and at most this posterior one.
 MIN_LATERAL_COMPONENT = 0.3
 MAX_POSTERIOR_COMPONENT = 0.5
+#: Lateral reach (mm from the exit) below which step-wise tracking is replaced by a minimal path.
+PATH_LATERAL_MM = 35.0
 #: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
 ROOT_MIN_SIGNAL = 1.1
 #: Quality gates of the per-plane measurements over the extraforaminal segment: least fraction of planes
@@ -98,6 +100,19 @@ def _trace_root(response: Volume, canal: dict, seed: np.ndarray, side: str, min_
     # patience: on thick slices a root running between two slices fades for a few mm
     lateral = track(response, seed, outward, min_response=min_response, max_length_mm=70.0, keep_going=heads_out,
                     patience=6)
+    lateral_reach = _lateral_distance(canal, lateral[-1:], side)[0] - _lateral_distance(canal, seed[None], side)[0]
+    if lateral_reach < PATH_LATERAL_MM:
+        # step-wise tracking gave up early: cheapest path to the interscalene region instead
+        box_lo = seed + np.array([0.0, -15.0, -45.0])
+        box_hi = seed + np.array([sign * (PATH_LATERAL_MM + 10.0), 30.0, 10.0])
+        target = _lateral_distance(canal, seed[None], side)[0] + PATH_LATERAL_MM
+
+        def is_end(points: np.ndarray) -> np.ndarray:
+            return _lateral_distance(canal, points, side) >= target
+
+        path = minimal_path(response, seed, box_lo, box_hi, is_end)
+        if path is not None:
+            lateral = path
     medial = track(response, seed, -outward, min_response=min_response, max_length_mm=25.0,
                    keep_going=lateral_enough)
     line = np.concatenate([medial[::-1], lateral[1:]]) if len(medial) > 1 else lateral

@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy import ndimage
+from skimage.graph import MCP_Geometric
 
 from nervemuscle.nerve.sampling import perpendicular_basis, sample_world
 from nervemuscle.volume import Volume
@@ -113,6 +115,55 @@ def track(
         p = p + step_mm * new_d
         points.append(p)
     return np.array(points)
+
+
+def minimal_path(response: Volume, start: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray,
+                 is_end, *, floor_fraction: float = 0.05) -> np.ndarray | None:
+    """Cheapest path (geodesic minimal path, Dijkstra on the voxel graph) from ``start`` to the end region.
+
+    Used where step-wise tracking gives up (a root crossing thick slices fades and reappears): the cost
+    of a voxel is ``1 / (response + floor)``, so the path prefers the ridge but can bridge faint parts.
+
+    Parameters
+    ----------
+    response : Volume
+        Tubularity map on a RAS-aligned grid.
+    start : (3,) ndarray
+        World mm.
+    box_lo, box_hi : (3,) ndarray
+        World box (mm) the path may use.
+    is_end : callable
+        ``is_end(points (N, 3) world mm) -> bool array``: the end region.
+    floor_fraction : float
+        ``floor`` as a fraction of the largest response in the box.
+
+    Returns
+    -------
+    (N, 3) ndarray or None
+        World points from ``start`` to the cheapest end, lightly smoothed; None when the box holds no end.
+    """
+    lo = np.clip(np.floor(response.world_to_voxel(np.minimum(box_lo, box_hi)[None])[0]), 0, None).astype(int)
+    hi = np.minimum(np.ceil(response.world_to_voxel(np.maximum(box_lo, box_hi)[None])[0]).astype(int) + 1,
+                    response.shape)
+    if np.any(hi - lo < 2):
+        return None
+    sub = response.data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    costs = 1.0 / (np.clip(sub, 0, None) + floor_fraction * max(float(sub.max()), 1e-6))
+    idx = np.indices(sub.shape).reshape(3, -1).T
+    world = response.voxel_to_world(idx + lo)
+    ends = idx[is_end(world)]
+    begin = np.clip(np.round(response.world_to_voxel(np.asarray(start, float)[None])[0]).astype(int) - lo,
+                    0, np.array(sub.shape) - 1)
+    if len(ends) == 0:
+        return None
+    mcp = MCP_Geometric(costs, sampling=tuple(np.abs(np.diag(response.affine)[:3])))
+    cumulative, _ = mcp.find_costs([tuple(begin)])
+    best = ends[np.argmin(cumulative[tuple(ends.T)])]
+    path = np.array(mcp.traceback(tuple(best)), float) + lo
+    points = response.voxel_to_world(path)
+    if len(points) > 3:
+        points = ndimage.gaussian_filter1d(points, 1.0, axis=0, mode="nearest")
+    return points
 
 
 def resample_polyline(points: np.ndarray, step_mm: float = 1.0) -> np.ndarray:
