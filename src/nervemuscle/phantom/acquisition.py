@@ -161,8 +161,12 @@ def render_labels(structures: list, xs: np.ndarray, ys: np.ndarray, zs: np.ndarr
     """Paint labelled solids on an axis-aligned grid given by ascending 1-D coordinates (mm)."""
     labels = np.zeros((len(xs), len(ys), len(zs)), dtype)
     x, y, z = (np.asarray(a, np.float32) for a in (xs[:, None, None], ys[None, :, None], zs[None, None, :]))
+    grid_lo = np.array([xs[0], ys[0], zs[0]])
+    grid_hi = np.array([xs[-1], ys[-1], zs[-1]])
     for label, shape in structures:
-        paint(labels, label, shape, x, y, z)
+        lo, hi = shape.bbox
+        if np.all(lo <= grid_hi) and np.all(hi >= grid_lo):
+            paint(labels, label, shape, x, y, z)
     return labels
 
 

@@ -1,7 +1,7 @@
 """A virtual subject: seed-drawn body, pathology and the resulting geometry."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +34,7 @@ class Subject:
     anatomy: Anatomy
     normal_anatomy: Anatomy | None
     root_centerlines: dict
+    volume_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +78,7 @@ def root_lesion(rp, normal_csa_ratio: float, measure: tuple[float, float]) -> di
 
 
 def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: dict, normal: Anatomy,
-                      *, tolerance: float = 0.003, iterations: int = 6) -> Anatomy:
+                      *, tolerance: float = 0.003, iterations: int = 6, cache: dict | None = None) -> Anatomy:
     """Anatomy whose atrophic muscles lose exactly the drawn volume fraction (to ``tolerance``).
 
     Shrinking a shape by its drawn factor does not give the same volume loss inside the field of view
@@ -91,11 +92,12 @@ def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: 
 
     bounds = series_grid(SimpleNamespace(anatomy=normal), ACQUISITIONS["t1_axial"]).bounds
     labels = {muscle_label(*k): k for k in targets}
-    normal_ml = muscle_volumes_ml(normal, bounds, labels=set(labels))
+    normal_ml = muscle_volumes_ml(normal, bounds, labels=set(labels), cache=cache)
     scale = {k: 1.0 - a for k, a in targets.items()}
     for _ in range(iterations):
         anatomy = build_anatomy(body, root_csa, lesions, scale)
-        ml = muscle_volumes_ml(anatomy, bounds, labels=set(labels))
+        measured: dict = {}
+        ml = muscle_volumes_ml(anatomy, bounds, labels=set(labels), cache=measured)
         worst = 0.0
         for code, key in labels.items():
             if normal_ml[code] <= 0:
@@ -105,6 +107,8 @@ def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: 
             scale[key] = float(np.clip(scale[key] * (1.0 - targets[key]) / max(1.0 - loss, 1e-3), 0.05, 1.0))
         if worst <= tolerance:
             break
+    if cache is not None:      # volumes of the returned anatomy (the last one measured)
+        cache.update(measured)
     return anatomy
 
 
@@ -138,14 +142,15 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
     root_csa = {k: ref[k[0]] * rp.normal_csa_ratio for k, rp in pathology.roots.items()}
     lesions = {k: root_lesion(rp, rp.normal_csa_ratio, measure) for k, rp in pathology.roots.items()}
     targets = {k: mp.atrophy for k, mp in pathology.muscles.items() if mp.atrophy > 0}
+    cache: dict = {}
     if targets:
         normal_anatomy = build_anatomy(body, root_csa, {}, {})
-        anatomy = calibrate_atrophy(body, root_csa, lesions, targets, normal_anatomy)
+        anatomy = calibrate_atrophy(body, root_csa, lesions, targets, normal_anatomy, cache=cache)
     else:
         anatomy = normal_anatomy = build_anatomy(body, root_csa, lesions, {})
     centerlines = {k: rm.extraforaminal(0.0, 45.0) for k, rm in anatomy.roots.items()}
     return Subject(
         id=f"{phenotype.upper()}-{seed:05d}", phenotype=phenotype, seed=int(seed), field_strength=float(field_strength),
         affected_side=affected, body=body, pathology=pathology, anatomy=anatomy, normal_anatomy=normal_anatomy,
-        root_centerlines=centerlines,
+        root_centerlines=centerlines, volume_cache=cache,
     )

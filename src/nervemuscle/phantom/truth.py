@@ -44,20 +44,26 @@ def _water_signal(tissue, acq, field):
                                ti=acq.ti_at(field), field_strength=field)[0]
 
 
-def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM, labels=None) -> dict[int, float]:
+def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM, labels=None,
+                      cache: dict | None = None) -> dict[int, float]:
     """Volume (ml) of each graded muscle label (or of ``labels``) inside a world box, from the painted model.
 
     A point counts for a label when the last solid containing it carries that label, so only the
     label's own solids and those painted after them are rendered (midpoint rule on a ``step`` grid).
+    ``cache`` (e.g. ``subject.volume_cache``) keeps results per anatomy, box, step and label.
     """
     lo_f, hi_f = bounds
     out = {}
+    box_key = (id(anatomy), tuple(np.round(lo_f, 6)), tuple(np.round(hi_f, 6)), step)
     shapes, first = {}, {}
     for i, (label, shape) in enumerate(anatomy.structures):
         if 20 <= label < 40 and (labels is None or label in labels):
             shapes.setdefault(label, []).append(shape)
             first.setdefault(label, i)
     for label, parts in shapes.items():
+        if cache is not None and (box_key, label) in cache:
+            out[label] = cache[(box_key, label)]
+            continue
         lo = np.max([np.min([p.bbox[0] for p in parts], axis=0), lo_f], axis=0)
         hi = np.min([np.max([p.bbox[1] for p in parts], axis=0), hi_f], axis=0)
         if np.any(hi <= lo):
@@ -77,6 +83,8 @@ def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM, labels=None
         painted = render_labels(anatomy.structures[first[label]:], *axes)
         cell = np.einsum("i,j,k->ijk", *weights)
         out[label] = float((cell * (painted == label)).sum() * step**3 / 1000.0)
+        if cache is not None:
+            cache[(box_key, label)] = out[label]
     return out
 
 
@@ -126,9 +134,9 @@ def exam_truth(subject, acquisitions: list[str], *, protocol: dict | None = None
 
     muscle_acq = ACQUISITIONS[_muscle_acquisition(acquisitions)]
     bounds = series_grid(subject, muscle_acq).bounds
-    volumes = muscle_volumes_ml(subject.anatomy, bounds)
+    volumes = muscle_volumes_ml(subject.anatomy, bounds, cache=subject.volume_cache)
     normal_volumes = volumes if subject.normal_anatomy is subject.anatomy else \
-        muscle_volumes_ml(subject.normal_anatomy, bounds)
+        muscle_volumes_ml(subject.normal_anatomy, bounds, cache=subject.volume_cache)
     muscles = []
     for side in SIDES:
         for name in MUSCLES:
