@@ -63,6 +63,12 @@ def test_dixon_and_t1_fat_fraction_recover_the_mixture():
     water, fat = 800 * (1 - ff_true), 900 * ff_true
     ff = dixon_fat_fraction(water, fat, lab, [DELTOID_L, SUPRA_R])
     assert ff[DELTOID_L] == pytest.approx(900 * 0.3 / (900 * 0.3 + 800 * 0.7))
+    # with an adipose reference the water weighting does not matter
+    adipose = np.zeros(lab.shape, bool)
+    adipose[0:4, 0:4, :] = True
+    fat_adipose = np.where(adipose, 900 * ADIPOSE_FAT_FRACTION, fat)
+    ff = dixon_fat_fraction(water * 0.1, fat_adipose, lab, [DELTOID_L, SUPRA_R], adipose=adipose)
+    assert ff[DELTOID_L] == pytest.approx(0.3) and ff[SUPRA_R] == pytest.approx(0.05)
     muscle, pure_fat = 300.0, 1000.0
     adipose = ADIPOSE_FAT_FRACTION * pure_fat + (1 - ADIPOSE_FAT_FRACTION) * muscle
     t1 = (1 - ff_true) * muscle + ff_true * pure_fat

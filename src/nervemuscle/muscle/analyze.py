@@ -100,8 +100,9 @@ def _signals(label_map: Volume, base: Volume, fluid: Volume | None, tissues: tis
         fluid_means = label_means(fluid.data, resample_to(label_map, fluid, order=0).data, codes)
     if dixon is not None:
         grid = dixon["dixon_water"]
+        adipose = resample_to(base.with_data(tissues.adipose.astype(np.uint8)), grid, order=0).data > 0
         ff = dixon_fat_fraction(grid.data, resample_to(dixon["dixon_fat"], grid, order=1).data,
-                                resample_to(label_map, grid, order=0).data, codes)
+                                resample_to(label_map, grid, order=0).data, codes, adipose=adipose)
     ratios: dict[int, float | None] = {c: None for c in codes}
     corrected: dict[int, float | None] = {c: None for c in codes}
     reference_signal, fat_fluid, t1_muscle = None, None, None
@@ -221,7 +222,7 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     reference_signal = found["reference_signal"]
     csa = axial_csa_mm2(label_map, codes)
     if use_dixon:
-        fat_method = "dixon: fat / (water + fat), ratio of means over the muscle core"
+        fat_method = "dixon: mean fat signal / pure-fat signal of subcutaneous adipose tissue (FF 0.95)"
     else:
         fat_method = (f"{base_role} signal: linear water/fat mixture calibrated on normal muscle "
                       f"(FF {NORMAL_MUSCLE_FAT_FRACTION}) and subcutaneous fat (FF {ADIPOSE_FAT_FRACTION})"

@@ -34,7 +34,7 @@ from nervemuscle.anatomy import MUSCLES, SIDES, TISSUE_LABELS, muscle_label
 MUSCLE_CLASSES = [(m, s) for m in MUSCLES for s in SIDES]
 OTHER_CLASS = 17
 #: |xc| from which the per-side shoulder shift applies (mm).
-LATERAL_MM = 90.0
+LATERAL_MM = 70.0
 ATLAS_FILE = "muscle_atlas.npz"
 ATLAS_SEEDS = tuple(range(1001, 1005))
 #: Subcutaneous fat thicknesses (mm) of the atlas bank: the superficial muscles (trapezius, pectoralis

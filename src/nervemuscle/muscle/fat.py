@@ -1,7 +1,11 @@
 """Muscle fat fraction: from Dixon water/fat images, or estimated from T1-weighted signal.
 
-* Dixon (``fat_method = "dixon"``): FF = sum(fat) / sum(water + fat) over the muscle's in-plane core
-  (ratio of sums, which is less biased by magnitude noise than a mean of voxel ratios).
+* Dixon: the muscle's mean fat-image signal over its in-plane core divided by the fat-image signal of
+  pure fat, taken from subcutaneous adipose tissue (median fat signal / :data:`ADIPOSE_FAT_FRACTION`).
+  Unlike ``fat / (water + fat)`` this does not depend on how differently water and fat are weighted
+  by T1/T2 relaxation (a TSE Dixon at a long echo time makes water much darker than fat) nor on
+  edema, which only changes the water image. Without an adipose reference it falls back to
+  ``mean(fat) / mean(water + fat)``.
 * T1 (``fat_method = "t1_signal"``): a voxel mixes muscle water and fat linearly,
   ``S = (1 - FF) * S_muscle + FF * S_fat_pure``. ``S_muscle`` is the exam's normal-muscle T1 signal and
   pure water and pure fat signals are solved from two references of known fat fraction: the exam's
@@ -22,16 +26,28 @@ ADIPOSE_FAT_FRACTION = 0.95
 NORMAL_MUSCLE_FAT_FRACTION = 0.04
 
 
-def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray,
-                       codes: list[int]) -> dict[int, float | None]:
-    """Fat fraction of each label from co-registered Dixon water and fat magnitude images."""
+def dixon_fat_fraction(water: np.ndarray, fat: np.ndarray, labels: np.ndarray, codes: list[int], *,
+                       adipose: np.ndarray | None = None) -> dict[int, float | None]:
+    """Fat fraction of each label from co-registered Dixon water and fat magnitude images.
+
+    ``adipose``: mask of pure subcutaneous fat on the same grid (see module notes).
+    """
     core = inplane_core(labels)
     mean_fat = label_means(fat, labels, codes, core=core)
-    mean_water = label_means(water, labels, codes, core=core)
+    pure_fat = None
+    if adipose is not None and adipose.sum() >= 50:
+        pure_fat = float(np.median(fat[adipose])) / ADIPOSE_FAT_FRACTION
+    mean_water = label_means(water, labels, codes, core=core) if pure_fat is None else {}
     out: dict[int, float | None] = {}
     for c in codes:
-        f, w = mean_fat[c], mean_water[c]
-        out[c] = None if f is None or w is None or f + w <= 0 else float(np.clip(f / (f + w), 0.0, 1.0))
+        f = mean_fat[c]
+        if f is None:
+            out[c] = None
+        elif pure_fat:
+            out[c] = float(np.clip(f / pure_fat, 0.0, 1.0))
+        else:
+            w = mean_water[c]
+            out[c] = None if w is None or f + w <= 0 else float(np.clip(f / (f + w), 0.0, 1.0))
     return out
 
 
