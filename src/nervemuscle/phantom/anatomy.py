@@ -261,12 +261,12 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
                           np.array([6, 6, 6, 4, 2]) + y0, np.array([52, 50, 36, 20, 3]) * w, [66, 64, 44, 26, 4]))
     add((T["lung"], Union(lungs)))
     # posterior neck and back muscles (splenius, semispinalis, erector spinae), levator scapulae
-    add((T["paraspinal_muscle"], _ext("z", [-150, -30, 0, 40, 160], 0.0, np.array([-52, -54, -50, -42, -40]) + y0,
-                                       np.array([44, 48, 54, 50, 46]) * w, [26, 30, 32, 30, 28])))
+    add((T["paraspinal_muscle"], _ext("z", [-150, -30, 0, 40, 160], 0.0, np.array([-70, -66, -52, -36, -34]) + y0,
+                                       np.array([44, 48, 50, 46, 42]) * w, [26, 28, 26, 17, 16])))
     for side in SIDES:
         m = SIGN[side]
-        add((T["paraspinal_muscle"], _ext("z", [-150, -20, 30, 160], m * 24.0, np.array([-48, -50, -48, -46]) + y0,
-                                           [22, 22, 20, 19], [23, 24, 22, 20])))
+        add((T["paraspinal_muscle"], _ext("z", [-150, -20, 30, 160], m * 24.0, np.array([-62, -56, -44, -40]) + y0,
+                                           [20, 20, 18, 17], [24, 22, 16, 15])))
         add((T["soft_tissue"], _ext("z", [-20, 20, 60, 100], m * np.array([62, 52, 42, 36]) * w,
                                     np.array([-30, -26, -22, -20]) + y0, [10, 11, 10, 9], [12, 13, 12, 10])))
     # graded muscles; the space an atrophic muscle vacates is taken by fat
