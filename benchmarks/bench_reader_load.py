@@ -109,7 +109,7 @@ def prepare_study(folder: Path, n_readers: int, exam_shapes: list[tuple[int, int
 
 def reader_session(client: httpx.Client, n_requests: int, start: threading.Barrier) -> dict[str, list]:
     """One reader's bounded sequence of API calls; returns latencies (s) and status codes per kind."""
-    out: dict[str, list] = {"api": [], "static": [], "codes": []}
+    out: dict[str, list] = {"api": [], "static": [], "codes": [], "worklist": [], "read": [], "autosave": []}
     start.wait()
     items = [f"{r}_{s}" for r in ("C5", "C6", "C7", "C8", "T1") for s in ("left", "right")]
     read_ids = [w["read_id"] for w in client.get("/api/worklist").json()]
@@ -125,7 +125,10 @@ def reader_session(client: httpx.Client, n_requests: int, start: threading.Barri
                            json={"grades": [{"item": items[n % 10], "scale": "nerve_t2", "grade": n % 4}]})
         else:
             r = client.get("/static/reader.css")
-        (out["static"] if kind == 3 else out["api"]).append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - t
+        (out["static"] if kind == 3 else out["api"]).append(elapsed)
+        if kind < 3:
+            out[("worklist", "read", "autosave")[kind]].append(elapsed)
         out["codes"].append(r.status_code)
     return out
 
@@ -143,11 +146,13 @@ def api_load(base: str, n_readers: int, n_requests: int) -> dict:
     api = np.array([x for r in results for x in r["api"]]) * 1000
     static = np.array([x for r in results for x in r["static"]]) * 1000
     codes = [c for r in results for c in r["codes"]]
+    per_kind = {f"{kind}_p95_ms": float(np.percentile([x for r in results for x in r[kind]], 95) * 1000)
+                for kind in ("worklist", "read", "autosave")}
     return {"readers": n_readers, "requests": len(codes), "errors": sum(c != 200 for c in codes),
             "api_p50_ms": float(np.percentile(api, 50)), "api_p95_ms": float(np.percentile(api, 95)),
             "api_max_ms": float(api.max()), "static_p95_ms": float(np.percentile(static, 95)) if static.size else None,
             "p95_ratio_api_to_static": float(np.percentile(api, 95) / np.percentile(static, 95)) if static.size else None,
-            "throughput_rps": len(codes) / wall}
+            "throughput_rps": len(codes) / wall, **per_kind}
 
 
 def first_render(base: str, reader: str, repeats: int = 3) -> dict:
@@ -155,7 +160,8 @@ def first_render(base: str, reader: str, repeats: int = 3) -> dict:
     from playwright.sync_api import sync_playwright
 
     client = login(base, reader)
-    read = client.get(f"/api/reads/{client.get('/api/worklist').json()[0]['read_id']}").json()
+    reads = [client.get(f"/api/reads/{w['read_id']}").json() for w in client.get("/api/worklist").json()]
+    read = max(reads, key=lambda r: np.prod(r["series"][0]["shape"]))  # the big exam
     t = time.perf_counter()
     n_bytes = sum(len(client.get(s["url"]).content) for s in read["series"] if s["kind"] == "image")
     download = time.perf_counter() - t

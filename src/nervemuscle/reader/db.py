@@ -1,6 +1,7 @@
 """Database engines (SQLite in WAL mode by default, PostgreSQL by URL) and Alembic migrations."""
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -23,8 +24,10 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
 
     SQLite gets WAL journaling, foreign keys and a 30 s busy timeout. A ``writer`` engine opens every
     transaction with ``BEGIN IMMEDIATE`` (writers queue instead of failing with "database is locked"
-    when a read upgrades to a write); a reader engine (``writer=False``) uses deferred transactions, so
-    reads run concurrently under WAL. PostgreSQL ignores ``writer`` (row locks do the work).
+    when a read upgrades to a write), and its transactions also queue on an in-process lock, which hands
+    over at once where SQLite's busy handler would poll with sleeps of up to 100 ms. A reader engine
+    (``writer=False``) uses deferred transactions, so reads run concurrently under WAL. PostgreSQL
+    ignores ``writer`` (row locks do the work).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -39,9 +42,30 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        if not writer:
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn):  # noqa: ANN001
+                conn.exec_driver_sql("BEGIN")
+
+            return engine
+        lock = threading.Lock()
+
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        def _sqlite_begin_immediate(conn):  # noqa: ANN001
+            if not lock.acquire(timeout=30):
+                raise TimeoutError(f"{url}: no write turn within 30 s")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                lock.release()
+                raise
+            conn.info["nm_write_turn"] = True
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn):  # noqa: ANN001
+            if conn.info.pop("nm_write_turn", False):
+                lock.release()
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
