@@ -69,16 +69,17 @@ def muscle_volumes_ml(anatomy, bounds, step: float = VOLUME_STEP_MM, labels=None
         if np.any(hi <= lo):
             out[label] = 0.0
             continue
-        axes = [np.arange(l + step / 2, h, step) for l, h in zip(lo, hi)]
+        # cells partition [lo, hi] exactly (last cell shorter, sampled at its own centre), so the flat
+        # faces of the box (clip planes, extrusion ends, field of view) fall on cell faces
+        axes, weights = [], []
+        for l, h in zip(lo, hi):
+            edges = np.append(np.arange(l, h, step), h)
+            edges = edges[np.append(np.diff(edges) > 1e-9, True)]
+            axes.append(0.5 * (edges[:-1] + edges[1:]))
+            weights.append(np.diff(edges) / step)
         if any(len(a) == 0 for a in axes):
             out[label] = 0.0
             continue
-        # partial first/last cells are weighted by the part of the cell inside the box
-        weights = []
-        for a, l, h in zip(axes, lo, hi):
-            w = np.ones(len(a))
-            w[-1] = min(1.0, (h - (a[-1] - step / 2)) / step)
-            weights.append(w)
         # earlier solids cannot change whether a point ends up with this label
         painted = render_labels(anatomy.structures[first[label]:], *axes)
         cell = np.einsum("i,j,k->ijk", *weights)
