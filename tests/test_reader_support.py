@@ -149,6 +149,18 @@ def test_scan_roles_and_sidecar_layouts(tmp_path):
     assert exams[0].series[0].shape == (64, 64, 24)
 
 
+def test_scan_reads_the_nervemuscle_ingest_series_json(tmp_path):
+    folder = write_exam(tmp_path, "P1", layout="sidecar")
+    files = json.loads((folder / "series.json").read_text())
+    (folder / "series.json").unlink()
+    ingest = {"exam": "P1", "n_series": 2, "patient": {}, "series": [
+        {"file": name, "role": role, "number": k, "description": role} for k, (name, role) in enumerate(files.items())]}
+    (folder / "series" / "series.json").write_text(json.dumps(ingest))
+    (exam,) = discover_exams(folder)
+    assert [(s.role, s.path.name) for s in exam.series if s.kind == "image"] == [
+        ("t1", "series_01.nii.gz"), ("t2fs", "series_02.nii.gz")]
+
+
 def test_scan_refuses_bad_folders_naming_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadInputError, match="no exam folders"):

@@ -2,8 +2,10 @@
 
 An exam is a folder holding NIfTI series in one of these layouts (see docs/reader.md):
 
-* ``series/*.nii[.gz]`` plus ``series.json`` mapping file name -> role
-  (``{"a.nii.gz": "t1"}`` or ``[{"file": "a.nii.gz", "role": "t1"}]``);
+* ``series/*.nii[.gz]`` plus ``series.json`` (in the exam folder or in ``series/``) mapping file name -> role:
+  ``{"a.nii.gz": "t1"}``, ``[{"file": "a.nii.gz", "role": "t1"}]`` or the ``nervemuscle ingest`` output
+  (``{"series": [{"file": ..., "role": ...}, ...], ...}``), so ``nervemuscle ingest DICOM -o <exam>/series``
+  prepares a DICOM exam (e.g. a phantom exam, whose ``labels/`` then already sit in place);
 * files named by role (``t1.nii.gz``, ``t2fs.nii.gz``, ``stir.nii.gz``, ...) in ``series/`` or the exam folder;
 
 optionally ``labels/*.nii[.gz]`` (segmentation label maps, ``nervemuscle.anatomy`` codes),
@@ -84,11 +86,13 @@ def _read_json(path: Path) -> Any:
         raise BadInputError(f"unreadable JSON ({exc.__class__.__name__})", path) from None
 
 
-def _roles_from_sidecar(folder: Path) -> dict[str, str] | None:
-    sidecar = folder / "series.json"
-    if not sidecar.exists():
+def _roles_from_sidecar(folder: Path, series_dir: Path) -> dict[str, str] | None:
+    sidecar = next((d / "series.json" for d in (series_dir, folder) if (d / "series.json").exists()), None)
+    if sidecar is None:
         return None
     spec = _read_json(sidecar)
+    if isinstance(spec, dict) and isinstance(spec.get("series"), list):  # nervemuscle ingest output
+        spec = spec["series"]
     if isinstance(spec, list):
         spec = {entry.get("file"): entry.get("role") for entry in spec if isinstance(entry, dict)}
     if not isinstance(spec, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in spec.items()):
@@ -112,8 +116,8 @@ def is_exam_folder(folder: Path) -> bool:
 def scan_exam(folder: str | Path, clinical: dict[str, Any] | None = None) -> ExamFolder:
     """Read one exam folder's layout (headers only); raises :class:`BadInputError` naming the file."""
     folder = Path(folder)
-    roles = _roles_from_sidecar(folder)
     series_dir = folder / "series" if (folder / "series").is_dir() else folder
+    roles = _roles_from_sidecar(folder, series_dir)
     series = []
     for path in sorted(p for p in series_dir.iterdir() if _is_nifti(p)):
         role = roles.get(path.name) if roles is not None else _role_from_name(path)
