@@ -182,3 +182,21 @@ def test_nnunet_export_layout(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset007_ShoulderGirdle"]
     with pytest.raises(BadInputError, match="case id"):
         export_nnunet([("bad id", [t1], lab)], tmp_path)
+
+
+def test_export_nnunet_cli_from_manifest(tmp_path):
+    from nervemuscle.cli import main
+
+    lab = box_labels()
+    user = lab.with_data(np.where(lab.data == DELTOID_L, 5, 0).astype(np.int16))
+    user.save(tmp_path / "case1_labels.nii.gz")
+    lab.with_data(np.ones(lab.shape, np.float32)).save(tmp_path / "case1_t1.nii.gz")
+    (tmp_path / "names.json").write_text(json.dumps({"5": "Deltoid L"}))
+    (tmp_path / "manifest.csv").write_text("case,labels,image0\ncase1,case1_labels.nii.gz,case1_t1.nii.gz\n")
+    code = main(["export-nnunet", str(tmp_path / "manifest.csv"), str(tmp_path / "raw"),
+                 "--label-names", str(tmp_path / "names.json"), "--dataset-id", "12"])
+    assert code == 0
+    out = tmp_path / "raw" / "Dataset012_ShoulderGirdle"
+    seg = np.asarray(nib.load(out / "labelsTr" / "case1.nii.gz").dataobj)
+    assert set(np.unique(seg)) == {0, nnunet_classes()["deltoid_left"]}
+    assert main(["export-nnunet", str(tmp_path / "missing.csv"), str(tmp_path / "raw")]) == 2
