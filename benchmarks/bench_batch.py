@@ -1,7 +1,9 @@
 """Batch throughput of ``analyze_batch`` on 8 phantom exams with 1 vs 2 Dask workers (processes, 1 thread each).
 
 Scaling efficiency = (t_1 / t_2) / 2 (target >= 0.8); peak memory = the largest worker-process RSS after an
-exam (one exam at a time per worker, so this bounds the memory one exam needs).
+exam (one exam at a time per worker, so this bounds the memory one exam needs). On a shared machine the
+wall-time ratio also measures the other load; ``workers<N>_utilisation`` (time inside exams / (N x wall))
+and the per-exam CPU seconds isolate what the batch machinery itself costs.
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ def run(n_als: int = 4, n_mmn: int = 2, n_controls: int = 2, kind: str = "2d") -
             results[f"workers{workers}_s"] = round(seconds[workers], 2)
             results[f"workers{workers}_mean_exam_wall_s"] = round(sum(exam_s) / len(exam_s), 2)
             results[f"workers{workers}_mean_exam_cpu_s"] = round(sum(exam_cpu) / len(exam_cpu), 2)
+            # share of the wall time the workers spent inside exams (1.0 = no scheduling/start-up overhead)
+            results[f"workers{workers}_utilisation"] = round(sum(exam_s) / (workers * seconds[workers]), 3)
         n = n_als + n_mmn + n_controls
         results["exams"] = n
         results["exams_per_hour_2_workers"] = round(3600 * n / seconds[2], 0)
