@@ -140,7 +140,7 @@ def test_grading_and_normal_ratio():
     ratio, _ = normal_nerve_ratio([1.2] * 4 + [2.5] * 6, protocol)  # most roots affected
     assert ratio == pytest.approx(1.2)
     ratio, _ = normal_nerve_ratio([3.0] * 10, protocol)  # every root affected: capped near the protocol value
-    assert ratio == pytest.approx(1.25 * 1.15)
+    assert ratio == pytest.approx(1.25 * 1.4)
     ratio, how = normal_nerve_ratio([3.0, 3.0], protocol)
     assert ratio == 1.25 and "protocol" in how
     assert asymmetry(12.0, 10.0) == pytest.approx(2 / 11)

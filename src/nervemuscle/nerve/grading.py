@@ -25,7 +25,7 @@ def normal_nerve_ratio(ratios: list[float | None], protocol: dict, *, min_roots:
     known = np.array([r for r in ratios if r is not None and np.isfinite(r)], float)
     if len(known) < min_roots:
         return default, f"protocol normal_nerve_t2_ratio (only {len(known)} roots measured)"
-    lo, hi = nerve.get("normal_nerve_search_range", [0.8, 1.15])
+    lo, hi = nerve.get("normal_nerve_search_range", [0.8, 1.4])
     lowest = np.sort(known)[: int(np.ceil(len(known) / 3))]
     own = float(np.median(lowest))
     ratio = float(np.clip(own, lo * default, hi * default))
