@@ -1,7 +1,7 @@
 """Reader web app under load on loopback, and exam delivery to first render in Chromium.
 
-* 20 concurrent readers (threads, one httpx client each) against ``nervemuscle serve`` (SQLite, a separate
-  process); each makes a bounded number of API calls (worklist, read, autosave) -> p50/p95/max latency.
+* 20 concurrent readers (threads, one httpx client each) against the app served by uvicorn (SQLite, a
+  separate process, as ``nervemuscle serve``); each makes a bounded number of API calls (worklist, read, autosave) -> p50/p95/max latency.
   Reference in the same run: the same clients fetching a static file from the same server (framework floor).
 * A 256x256x120 T1 + T2 fat-sat exam opened in headless Chromium (Niivue, SwiftShader WebGL): time from
   navigation start to Niivue's ``onImageLoaded`` for both panes, fresh browser context each repeat.
@@ -45,6 +45,14 @@ def write_exam(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
         Volume(data, aff).save(folder / "series" / f"{role}.nii.gz")
 
 
+_SERVE = """import sys, uvicorn
+from pathlib import Path
+from nervemuscle.reader.app import ReaderSettings, create_app
+settings = ReaderSettings(db_url=sys.argv[1], data_root=Path(sys.argv[2]))
+uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,10 +61,12 @@ def free_port() -> int:
 
 @contextmanager
 def served(db_url: str, data_root: Path):
-    """``nervemuscle serve`` in a child process on a free loopback port; yields the base URL."""
+    """The reader app under uvicorn in a child process on a free loopback port; yields the base URL.
+
+    Same as ``nervemuscle serve`` but without importing every CLI command (faster start).
+    """
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nervemuscle", "serve", "--db", db_url, "--data-root",
-                             str(data_root), "--port", str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, db_url, str(data_root), str(port)])
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -88,23 +98,31 @@ def login(base: str, username: str) -> httpx.Client:
 
 
 def prepare_study(folder: Path, n_readers: int, exam_shapes: list[tuple[int, int, int]]) -> tuple[str, Path]:
-    """Database with admin + readers r00.., exams E000.. imported and one session; returns (db URL, data root)."""
-    from nervemuscle.cli.serve import add_user
+    """Exams E000.. on disk and a database with users admin + r00..; returns (db URL, data root)."""
+    from nervemuscle.reader.auth import add_user
+    from nervemuscle.reader.db import make_engine, migrate, session_factory
 
     data = folder / "data"
     for k, shape in enumerate(exam_shapes):
         write_exam(data / "cohort" / f"E{k:03d}", shape, seed=k)
     db_url = f"sqlite:///{folder / 'reader.db'}"
-    add_user(db_url, "admin", "admin", PASSWORD)
-    for r in range(n_readers):
-        add_user(db_url, f"r{r:02d}", "reader", PASSWORD)
-    with served(db_url, data) as base:
-        admin = login(base, "admin")
-        admin.post("/api/admin/exams/import", json={"path": "cohort"}).raise_for_status()
-        admin.post("/api/admin/sessions", json={"name": "load", "exam_ids": [f"E{k:03d}" for k in range(len(exam_shapes))],
-                                                "readers": [f"r{r:02d}" for r in range(n_readers)]}).raise_for_status()
-        admin.close()
+    engine = make_engine(db_url)
+    migrate(engine)
+    with session_factory(engine).begin() as db:
+        add_user(db, "admin", "admin", PASSWORD)
+        for r in range(n_readers):
+            add_user(db, f"r{r:02d}", "reader", PASSWORD)
+    engine.dispose()
     return db_url, data
+
+
+def create_reading_session(base: str, n_readers: int, n_exams: int) -> None:
+    """As admin: import the cohort and give every reader every exam."""
+    admin = login(base, "admin")
+    admin.post("/api/admin/exams/import", json={"path": "cohort"}).raise_for_status()
+    admin.post("/api/admin/sessions", json={"name": "load", "exam_ids": [f"E{k:03d}" for k in range(n_exams)],
+                                            "readers": [f"r{r:02d}" for r in range(n_readers)]}).raise_for_status()
+    admin.close()
 
 
 def reader_session(client: httpx.Client, n_requests: int, start: threading.Barrier) -> dict[str, list]:
@@ -135,7 +153,8 @@ def reader_session(client: httpx.Client, n_requests: int, start: threading.Barri
 
 def api_load(base: str, n_readers: int, n_requests: int) -> dict:
     """``n_readers`` threads logged in as r00.. each making ``n_requests`` calls at the same time."""
-    clients = [login(base, f"r{r:02d}") for r in range(n_readers)]
+    with ThreadPoolExecutor(4) as pool:
+        clients = list(pool.map(lambda r: login(base, f"r{r:02d}"), range(n_readers)))
     start = threading.Barrier(n_readers)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(n_readers) as pool:
@@ -190,8 +209,10 @@ def first_render(base: str, reader: str, repeats: int = 3) -> dict:
 def run(n_readers: int = 20, n_requests: int = 24, big_shape: tuple[int, int, int] = (256, 256, 120)) -> dict:
     """Measured numbers of both parts (see the module docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
-        db_url, data = prepare_study(Path(tmp), n_readers, [big_shape, (64, 64, 24), (64, 64, 24)])
+        shapes = [big_shape, (64, 64, 24), (64, 64, 24)]
+        db_url, data = prepare_study(Path(tmp), n_readers, shapes)
         with served(db_url, data) as base:
+            create_reading_session(base, n_readers, len(shapes))
             load = api_load(base, n_readers, n_requests)
             render = first_render(base, "r00") if os.path.exists(CHROMIUM) else {"skipped": "no chromium"}
     return {"api_load": load, "first_render": render, "cores": os.cpu_count(),

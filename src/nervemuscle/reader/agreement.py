@@ -4,14 +4,12 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from nervemuscle.stats.agreement import PRIMARY_WEIGHTING, kappa_with_bootstrap
-
 #: Rater name of the automated grades (findings.json) in agreement tables.
 AUTOMATED = "automated"
 
 
 def agreement_table(ratings: dict[str, dict[tuple[str, str, str], int]], n_categories: dict[str, int], *,
-                    weighting: str = PRIMARY_WEIGHTING, n_boot: int = 500) -> list[dict[str, Any]]:
+                    weighting: str | None = None, n_boot: int = 500) -> list[dict[str, Any]]:
     """Weighted kappa for every pair of raters and every scale.
 
     Parameters
@@ -21,7 +19,8 @@ def agreement_table(ratings: dict[str, dict[tuple[str, str, str], int]], n_categ
         (:data:`AUTOMATED`, listed last).
     n_categories : dict
         ``{scale: number of grades}``.
-    weighting : {"linear", "quadratic", "unweighted"}
+    weighting : {"linear", "quadratic", "unweighted"}, optional
+        Default: the project's primary weighting (``nervemuscle.stats.agreement.PRIMARY_WEIGHTING``).
     n_boot : int
         Bootstrap resamples of whole exams for the percentile CI.
 
@@ -31,6 +30,10 @@ def agreement_table(ratings: dict[str, dict[tuple[str, str, str], int]], n_categ
         One row per (rater_a, rater_b, scale): ``n`` paired grades, ``n_exams``, ``kappa``, ``ci``
         (asymptotic 95%) and ``bootstrap_ci`` (exam-cluster bootstrap); kappa ``None`` when undefined.
     """
+    # imported here: nervemuscle.stats pulls in statsmodels and pandas, which the app needs only on this page
+    from nervemuscle.stats.agreement import PRIMARY_WEIGHTING, kappa_with_bootstrap
+
+    weighting = weighting or PRIMARY_WEIGHTING
     rows = []
     raters = sorted(ratings, key=lambda r: (r == AUTOMATED, r))
     for ra, rb in combinations(raters, 2):

@@ -80,6 +80,7 @@ def authenticate(db: Session, username: str, password: str, client: str) -> User
     if ok:
         db.execute(delete(LoginAttempt).where(LoginAttempt.username == username, LoginAttempt.client == client))
         return user
+    db.execute(delete(LoginAttempt).where(LoginAttempt.at < utcnow() - RATE_WINDOW))  # keep the table small
     db.add(LoginAttempt(username=username[:64], client=client[:64]))
     return None
 
@@ -87,6 +88,7 @@ def authenticate(db: Session, username: str, password: str, client: str) -> User
 def open_session(db: Session, user: User) -> str:
     """New server-side session; returns the cookie token (only its hash is stored)."""
     token = secrets.token_urlsafe(32)
+    db.execute(delete(LoginSession).where(LoginSession.expires_at < utcnow()))  # drop expired sessions
     db.add(LoginSession(token_hash=token_hash(token), csrf_token=secrets.token_urlsafe(32), user_id=user.id,
                         expires_at=utcnow() + SESSION_LIFETIME))
     return token
