@@ -200,8 +200,9 @@ def expected_volumes_ml(atlas: Atlas, points: tuple[np.ndarray, ...], voxel_ml: 
 def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM) -> dict[str, np.ndarray]:
     """Majority labels of normal phantom subjects on the canonical grid, one atlas per fat thickness.
 
-    Each subject's own body parameters (width, shoulder drop, antero-posterior shift) map it into
-    the canonical frame; its subcutaneous fat thickness is set to the bank value.
+    Each subject's own body parameters (width, antero-posterior shift) map it into the canonical
+    frame; its shoulders are levelled (drop 0) and its subcutaneous fat thickness is set to the bank
+    value.
     """
     from dataclasses import replace
 
@@ -221,14 +222,10 @@ def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM) -> dict[str, np.ndarray
         votes = np.zeros((OTHER_CLASS + 1, *SHAPE), np.uint8)
         tissue_votes = np.zeros((5, *SHAPE), np.uint8)
         for seed in seeds:
-            p = replace(make_subject("normal", seed).body, fat_mm=float(fat_mm))
+            # level shoulders: the per-side shift of the exam is then measured against level anatomy
+            p = replace(make_subject("normal", seed).body, fat_mm=float(fat_mm), shoulder_drop={"left": 0.0, "right": 0.0})
             anatomy = build_anatomy(p, root_csa, {}, {})
-            labels = np.zeros(SHAPE, np.uint8)
-            blocks = [(np.abs(xs) < LATERAL_MM, 0.0), (xs >= LATERAL_MM, p.shoulder_drop["right"]),
-                      (xs <= -LATERAL_MM, p.shoulder_drop["left"])]
-            for sel, drop in blocks:
-                # canonical zc = z + drop on the lateral blocks (the shoulder is lower by ``drop``)
-                labels[sel] = render_labels(anatomy.structures, xs[sel] * p.width, ys + p.y_shift, zs - drop)
+            labels = render_labels(anatomy.structures, xs * p.width, ys + p.y_shift, zs)
             cls, tis = classes[labels], tissue_lut[labels]
             for c in range(OTHER_CLASS + 1):
                 votes[c] += cls == c
