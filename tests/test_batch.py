@@ -120,10 +120,10 @@ def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_fac
     from nervemuscle.batch import analyze_batch
 
     root = tmp_path / "cohort"
-    for name, (phenotype, seed) in {"als_01": ("als", 3), "control_01": ("control", 8)}.items():
+    for name, (phenotype, seed) in {"als_01": ("als", 3), "normal_01": ("normal", 8)}.items():
         shutil.copytree(phantom_exam(tmp_path_factory, phenotype, "2d", seed), root / name)
     # corrupt exam: every DICOM file truncated or replaced by garbage
-    shutil.copytree(root / "control_01", root / "corrupt_01")
+    shutil.copytree(root / "normal_01", root / "corrupt_01")
     for i, f in enumerate(sorted((root / "corrupt_01" / "dicom").rglob("*.dcm"))):
         f.write_bytes(f.read_bytes()[:200] if i % 2 else b"this is not DICOM")
     out = tmp_path / "out"
@@ -133,10 +133,10 @@ def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_fac
     failures = pd.read_csv(out / "failures.csv")
     assert list(failures.exam) == ["corrupt_01"] and failures.reason[0]
     summary = pd.read_parquet(out / "findings.parquet")
-    assert sorted(summary.exam) == ["als_01", "control_01"]
+    assert sorted(summary.exam) == ["als_01", "normal_01"]
     assert {"abnormal", "nerve_abnormal", "muscle_abnormal"} <= set(summary.columns)
     nerves, muscles = pd.read_parquet(out / "nerves.parquet"), pd.read_parquet(out / "muscles.parquet")
-    assert set(nerves.exam) == {"als_01", "control_01"} and {"segment", "side", "csa_mm2"} <= set(nerves.columns)
+    assert set(nerves.exam) == {"als_01", "normal_01"} and {"segment", "side", "csa_mm2"} <= set(nerves.columns)
     assert {"name", "side", "volume_ml"} <= set(muscles.columns)
 
     again = analyze_batch(root, out, workers=2, progress=False)
@@ -147,4 +147,4 @@ def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_fac
     os.utime(some, ns=(some.stat().st_atime_ns, some.stat().st_mtime_ns + 10**9))
     third = analyze_batch(root, out, workers=1, progress=False)
     assert (third.analysed, third.skipped, third.failed) == (1, 2, 1)
-    assert sorted(pd.read_parquet(out / "findings.parquet").exam) == ["als_01", "control_01"]
+    assert sorted(pd.read_parquet(out / "findings.parquet").exam) == ["als_01", "normal_01"]
