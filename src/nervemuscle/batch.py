@@ -15,7 +15,8 @@ Outputs in ``out``: ``<exam>/`` (what :func:`nervemuscle.pipeline.analyze_exam` 
 ``failures.csv`` (exam, error_type, reason); ``findings.parquet`` (one row per exam: summary);
 ``nerves.parquet`` and ``muscles.parquet`` (one row per exam and root / muscle).
 An exam whose input hash and protocol hash match its ``.done.json`` is skipped, including exams that
-failed with an expected error (bad input, not assessable); unexpected errors are retried.
+failed with an expected error (bad input, not assessable); unexpected errors are retried. A failed exam's
+output folder holds only its ``.done.json`` (findings of earlier inputs are removed).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -181,6 +183,8 @@ def analyze_one(task: ExamTask, out: str | Path, protocol: dict[str, Any], proto
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["cpu_seconds"] = round(time.process_time() - cpu0, 3)
     record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if record["status"] != "ok":
+        shutil.rmtree(exam_out, ignore_errors=True)  # no stale findings of earlier inputs left behind
     if record["status"] == "ok" or not record.get("retry"):
         exam_out.mkdir(parents=True, exist_ok=True)
         _write_text_atomic(exam_out / DONE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
