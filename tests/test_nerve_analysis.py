@@ -1,10 +1,11 @@
 """analyze_nerves end to end: on the phantom cohort (slow, targets from the issue) and on a phantom exam for
 landmark seeding/override, partial fields of view, label map and output contract."""
+import json
+from importlib import resources
+
 import jsonschema
 import numpy as np
 import pytest
-from importlib import resources
-import json
 
 from nervemuscle.anatomy import root_label
 from nervemuscle.errors import BadInputError

@@ -10,7 +10,7 @@ from nervemuscle.errors import BadInputError
 from nervemuscle.nerve import load_landmarks
 from nervemuscle.nerve.csa import cross_sections
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
-from nervemuscle.nerve.hessian import hessian_components, symmetric_eigenvalues, tubularity
+from nervemuscle.nerve.hessian import symmetric_eigenvalues, tubularity
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.tracking import arc_length, resample_polyline, track
 from nervemuscle.protocol import default_protocol

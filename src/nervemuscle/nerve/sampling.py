@@ -1,5 +1,5 @@
 """Resampling a :class:`~nervemuscle.volume.Volume` at world points, on world-aligned grids and on
-planes perpendicular to a direction (all in mm, linear interpolation via ``map_coordinates``)."""
+perpendicular directions (all in mm, linear interpolation via ``map_coordinates``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,21 +52,3 @@ def perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     u /= np.linalg.norm(u)
     v = np.array([dy * u[2] - dz * u[1], dz * u[0] - dx * u[2], dx * u[1] - dy * u[0]])
     return u, v
-
-
-def plane_points(centre: np.ndarray, direction: np.ndarray, radius_mm: float, pixel_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World points of a square plane perpendicular to ``direction`` through ``centre``.
-
-    Returns
-    -------
-    points : (n, n, 3) ndarray
-    uv : (n, n, 2) ndarray
-        In-plane coordinates in mm (origin at ``centre``).
-    basis : (2, 3) ndarray
-        The in-plane unit vectors u, v.
-    """
-    u, v = perpendicular_basis(direction)
-    ticks = np.arange(-radius_mm, radius_mm + pixel_mm / 2, pixel_mm)
-    uu, vv = np.meshgrid(ticks, ticks, indexing="ij")
-    points = np.asarray(centre, float) + uu[..., None] * u + vv[..., None] * v
-    return points, np.stack([uu, vv], axis=-1), np.stack([u, v])
