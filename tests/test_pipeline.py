@@ -126,7 +126,9 @@ def test_cli_same_input_same_findings_and_json_log(analysed, tmp_path, capsys):
 
 def test_cli_exit_codes(analysed, tmp_path, capsys):
     exam = analysed["als_2d"][0]
-    assert main(["analyze", str(tmp_path / "missing"), "-o", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    assert main(["analyze", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--json-log"]) == EXIT_BAD_INPUT
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert logged[-1]["step"] == "error" and logged[-1]["exit_code"] == EXIT_BAD_INPUT
     numbers = sorted({p.parent.name.split("_")[0] for p in (exam / "dicom").rglob("*.dcm")})
     roles = []
     for number in numbers:

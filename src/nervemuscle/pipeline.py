@@ -211,16 +211,16 @@ def analyze(
     NotAssessableError
         Neither nerves nor muscles can be assessed (no suitable series).
     """
-    from nervemuscle.io import load_exam
-    from nervemuscle.muscle import analyze_muscles
-    from nervemuscle.nerve import analyze_nerves, load_landmarks
-
     exam_dir = Path(exam_dir)
+    if not exam_dir.is_dir():
+        raise BadInputError("exam folder not found", exam_dir)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     protocol = protocol if isinstance(protocol, dict) else load_protocol(protocol)
-    if not exam_dir.is_dir():
-        raise BadInputError("exam folder not found", exam_dir)
+
+    from nervemuscle.io import load_exam
+    from nervemuscle.muscle import analyze_muscles
+    from nervemuscle.nerve import analyze_nerves, load_landmarks
     _step(on_step, "ingest", path=str(exam_dir))
     exam = load_exam(exam_dir, role_overrides=role_overrides)
     timings["ingest"] = time.perf_counter() - t0

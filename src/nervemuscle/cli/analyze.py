@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from nervemuscle.errors import BadInputError
+from nervemuscle.errors import BadInputError, NerveMuscleError
 
 ROLES = ("t1", "t2fs", "stir", "dixon_water", "dixon_fat", "dixon_in", "dixon_opp", "dwi", "localizer", "other")
 
@@ -82,9 +82,15 @@ def register(app: typer.Typer) -> None:
         exam_name = exam_dir.resolve().parent.name if exam_dir.resolve().name == "dicom" else exam_dir.name
         reporter = StepReporter(json_log=json_log, exam=exam_name)
         with reporter:
-            result = analyze_exam(exam_dir, out, protocol=protocol, landmarks=landmarks, labels=labels,
-                                  label_names=label_names, role_overrides=parse_roles(role), pdf=not no_pdf,
-                                  on_step=reporter)
+            try:
+                result = analyze_exam(exam_dir, out, protocol=protocol, landmarks=landmarks, labels=labels,
+                                      label_names=label_names, role_overrides=parse_roles(role), pdf=not no_pdf,
+                                      on_step=reporter)
+            except NerveMuscleError as exc:
+                if json_log:
+                    reporter("error", {"error_type": exc.__class__.__name__, "message": str(exc),
+                                       "exit_code": exc.exit_code})
+                raise
         reporter("done", {"out": str(out), "abnormal": result.findings["summary"]["abnormal"]})
         if not json_log:
             s = result.findings["summary"]
