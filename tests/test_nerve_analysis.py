@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nervemuscle.anatomy import root_label
-from nervemuscle.errors import BadInputError
+from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.grading import summarize
 from nervemuscle.nerve import NerveAnalysis, analyze_nerves
 from nervemuscle.nerve.evaluation import cohort_metrics, match_roots
@@ -127,3 +127,10 @@ def test_bad_landmarks_are_rejected():
     image = Volume(np.zeros((8, 8, 8), np.float32), np.eye(4))
     with pytest.raises(BadInputError, match="expected a list"):
         analyze_nerves(image, default_protocol(), landmarks={"roots": {"C5_left": [[1, 2]]}})
+
+
+def test_image_without_spine_is_not_assessable():
+    rng = np.random.default_rng(0)
+    noise = Volume(rng.normal(100, 5, (60, 50, 40)).astype(np.float32), np.diag([1.5, 1.5, 2.0, 1.0]))
+    with pytest.raises(NotAssessableError, match="spinal canal"):
+        analyze_nerves(noise, default_protocol())

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from nervemuscle.anatomy import ROOTS, SIDES
-from nervemuscle.errors import BadInputError
+from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
 from nervemuscle.volume import Volume
 
@@ -60,6 +60,8 @@ def detect_canal(fluid: Volume, *, step_mm: float = 2.0, sac_sigma_mm: float = 3
     ys = coarse.affine[1, 3] + step_mm * np.arange(data.shape[1])
     peak = sub.reshape(-1, nz).max(axis=0)
     strong = peak > np.percentile(smooth, 99) * 0.5
+    if strong.sum() < 3 or not peak.max() > 2.0 * np.median(smooth):
+        raise NotAssessableError("spinal canal (bright CSF column near the midline) not found on the fluid series")
     # centroid of the bright sac around each slice's maximum (the cord inside it is darker)
     bright = sub >= 0.5 * peak[None, None, :]
     cx = np.full(nz, np.nan)

@@ -5,6 +5,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
+from nervemuscle.errors import NotAssessableError
 from nervemuscle.nerve.landmarks import canal_centre
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
 from nervemuscle.volume import Volume
@@ -36,7 +37,7 @@ def estimate_muscle_reference(fluid: Volume, canal: dict, z_range: tuple[float, 
     data = ndimage.gaussian_filter(box.data.astype(np.float32), smooth_mm / step_mm)
     values = data[data > 0].ravel()
     if values.size < 100:
-        raise ValueError("paraspinal region too small to estimate the muscle reference")
+        raise NotAssessableError("paraspinal region outside the field of view: no muscle reference for T2 ratios")
     darkest, _ = threshold_multiotsu(np.log(values), classes=3)
     tissue = values[np.log(values) > darkest]
     hi_value = np.percentile(tissue, 95)

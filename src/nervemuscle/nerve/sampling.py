@@ -1,5 +1,5 @@
-"""Resampling a :class:`~nervemuscle.volume.Volume` at world points, on world-aligned grids and on
-perpendicular directions (all in mm, linear interpolation via ``map_coordinates``)."""
+"""Resampling a :class:`~nervemuscle.volume.Volume` at world points and on world-aligned grids, and the
+plane basis perpendicular to a direction (all in mm, linear interpolation)."""
 from __future__ import annotations
 
 import numpy as np
