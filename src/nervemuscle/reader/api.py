@@ -33,15 +33,27 @@ EXPORT_COLUMNS = ("exam_id", "reader", "item", "scale", "grade", "submitted_at")
 
 # ---------------------------------------------------------------- dependencies
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the endpoint returns, rolled back on error.
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A read-only session (deferred transactions on SQLite): authentication and GET requests."""
+    db = request.app.state.read_sessions()
+    try:
+        yield db
+    finally:
+        db.close()
 
-    GET requests get a session of the read engine (concurrent reads on SQLite). Used with
-    ``scope="function"``, so the commit happens before the response is sent: a client's next request
-    always sees what its previous one wrote.
+
+def get_db(request: Request, read_db: Session = Depends(get_read_db, scope="function")) -> Iterator[Session]:
+    """The endpoint's session: the read session for GET, else one write transaction per request.
+
+    The write transaction is committed when the endpoint returns (rolled back on error) and, used with
+    ``scope="function"``, before the response is sent: a client's next request always sees what its
+    previous one wrote. Authentication runs on the read session, so a writer holds SQLite's write turn
+    only while the endpoint itself works.
     """
-    read_only = request.method in ("GET", "HEAD")
-    db = (request.app.state.read_sessions if read_only else request.app.state.sessions)()
+    if request.method in ("GET", "HEAD"):
+        yield read_db
+        return
+    db = request.app.state.sessions()
     try:
         yield db
         db.commit()
@@ -52,7 +64,7 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()
 
 
-def login_session(request: Request, db: Session = Depends(get_db, scope="function")) -> LoginSession:
+def login_session(request: Request, db: Session = Depends(get_read_db, scope="function")) -> LoginSession:
     """The caller's live session; 401 without one."""
     found = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
     if found is None:
