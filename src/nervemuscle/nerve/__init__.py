@@ -46,6 +46,9 @@ ROOT_MIN_SIGNAL = 1.1
 MIN_MEASURED_FRACTION = 0.5
 MAX_CSA_SPREAD = 0.6
 TRIM_PERCENT = 15
+#: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
+#: are 5 or more of them (thin roots lying between thick slices need large, error-prone corrections).
+MILD_PEAK_FRACTION = 0.6
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -146,6 +149,9 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float]) -> tu
     if good.sum() < MIN_MEASURED_FRACTION * sel.sum():
         return None, f"only {good.sum()} of {sel.sum()} cross-sections measurable (root touches neighbours)"
     csa, sig = cs.csa_mm2[good], cs.signal[good]
+    # the signal is deblurred by 1 / peak_fraction: prefer planes where that correction is mild
+    mild = cs.peak_fraction[good] >= MILD_PEAK_FRACTION
+    sig = sig[mild] if mild.sum() >= 5 else sig
     q1, median, q3 = np.percentile(csa, [25, 50, 75])
     if (q3 - q1) > MAX_CSA_SPREAD * median:
         return None, f"cross-sections inconsistent along the root (CSA interquartile range {q3 - q1:.1f} mm2)"

@@ -46,6 +46,7 @@ class CrossSections:
     csa_half_max_mm2: np.ndarray  # area of the half-maximum region as seen (blurred)
     signal: np.ndarray           # unblurred root signal (background + contrast)
     background: np.ndarray
+    peak_fraction: np.ndarray    # blurred peak / true contrast (1 = no blur loss; small = ill-conditioned)
 
 
 def psf_covariance(volume: Volume) -> np.ndarray:
@@ -198,6 +199,7 @@ def cross_sections(
     csa_hm = np.full(n, np.nan)
     signal = np.full(n, np.nan)
     background = np.full(n, np.nan)
+    fraction = np.full(n, np.nan)
     centres = pts.copy()
     core = rr <= 1.5
     near = rr <= neighbourhood_mm
@@ -232,5 +234,6 @@ def cross_sections(
             continue  # the blob runs into a neighbour (another root, a vessel): not a clean cross-section
         csa[i] = np.pi * r**2
         signal[i] = b + (peak - b) / peak_fraction
+        fraction[i] = peak_fraction
         centres[i] = pts[i] + cu * basis[0] + cv * basis[1]
-    return CrossSections(centres, tangents, csa, csa_hm, signal, background)
+    return CrossSections(centres, tangents, csa, csa_hm, signal, background, fraction)
