@@ -200,3 +200,13 @@ def test_export_nnunet_cli_from_manifest(tmp_path):
     seg = np.asarray(nib.load(out / "labelsTr" / "case1.nii.gz").dataobj)
     assert set(np.unique(seg)) == {0, nnunet_classes()["deltoid_left"]}
     assert main(["export-nnunet", str(tmp_path / "missing.csv"), str(tmp_path / "raw")]) == 2
+
+
+def test_echo_time_is_read_from_every_metadata_style():
+    from nervemuscle.muscle.analyze import _echo_time_ms
+
+    grid = np.diag([1.0, 1.0, 1.0, 1.0])
+    assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {"te_ms": 12.0})) == 12.0
+    assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {"attributes": {"EchoTime": 70.0}})) == 70.0
+    assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {"EchoTime": 0.07})) == pytest.approx(70.0)
+    assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {})) is None

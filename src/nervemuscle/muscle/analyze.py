@@ -78,13 +78,18 @@ def t2_reference(signals: dict[int, float | None]) -> float | None:
 
 
 def _echo_time_ms(vol: Volume) -> float | None:
+    """Echo time in ms from the volume's metadata: phantom ``te_ms``, ``nervemuscle.io`` attributes
+    (ms), or a top-level ``EchoTime`` (BIDS sidecars give seconds, DICOM milliseconds)."""
     meta = vol.metadata
     if meta.get("te_ms"):
         return float(meta["te_ms"])
+    attributes = meta.get("attributes")
+    if isinstance(attributes, dict) and attributes.get("EchoTime"):
+        return float(attributes["EchoTime"])
     te = meta.get("EchoTime")
     if te:
         te = float(te)
-        return te * 1000.0 if te < 1.0 else te  # BIDS sidecars give seconds, DICOM milliseconds
+        return te * 1000.0 if te < 1.0 else te
     return None
 
 
