@@ -1,9 +1,10 @@
 """Landmarks for naming roots: spinal canal centre line, root exits (foramina) per side and level, and
 the manual landmarks file.
 
-* Canal: cerebrospinal fluid is the brightest large structure on T2 fat-sat / STIR. On a coarse RAS grid
-  the image is smoothed at the scale of the dural sac and, slice by slice, the maximum near the body's
-  left-right centre is taken; a quadratic in z (robust, iterated) gives the centre line.
+* Canal: cerebrospinal fluid is the brightest large structure on T2 fat-sat / STIR and the only one bright
+  at every level. On a coarse RAS grid smoothed at the scale of the dural sac, the z-averaged maximum
+  locates the column; per level the centroid of the bright sac near it, fitted by a robust quadratic in z,
+  gives the centre line.
 * Foramina: just lateral to the canal each root is a bright tube leaving inferolaterally. The tubularity
   maximum in a band beside the canal, as a function of z, peaks once per level; peaks are named C5..T1
   from cranial to caudal after matching left and right into common levels.
@@ -36,32 +37,42 @@ def _robust_quadratic(z: np.ndarray, values: np.ndarray, iterations: int = 3) ->
 
 
 def detect_canal(fluid: Volume, *, step_mm: float = 2.0, sac_sigma_mm: float = 3.0,
-                 half_width_mm: float = 35.0) -> dict:
+                 search_radius_mm: float = 25.0) -> dict:
     """Spinal canal centre line on a fluid-sensitive image.
+
+    The CSF column is bright in nearly every axial level, unlike discs or focal fluid, so its position is
+    the maximum of the z-averaged smoothed image; each level then takes the centroid of the bright sac
+    within ``search_radius_mm`` of it. Works when the field of view holds one side only.
 
     Returns
     -------
     dict
         ``{"z_mm": [...], "centre_mm": [[x, y, z], ...], "coef_x": [...], "coef_y": [...]}`` where the
         centre at height z is ``(polyval(coef_x, z), polyval(coef_y, z), z)``.
+
+    Raises
+    ------
+    NotAssessableError
+        No bright column is found.
     """
     lo, hi = world_box(fluid)
     coarse = resample_to_ras_grid(fluid, lo, hi, step_mm)
     data = coarse.data
-    body = data > np.percentile(data, 60)
-    xs = coarse.affine[0, 3] + step_mm * np.arange(data.shape[0])
-    x_mid = np.average(xs, weights=body.sum(axis=(1, 2)) + 1e-9)
     smooth = ndimage.gaussian_filter(data, sac_sigma_mm / step_mm)
-    band = np.abs(xs - x_mid) <= half_width_mm
-    sub = smooth[band]
-    nz = data.shape[2]
-    xs_band = xs[band]
-    zs = coarse.affine[2, 3] + step_mm * np.arange(nz)
+    xs = coarse.affine[0, 3] + step_mm * np.arange(data.shape[0])
     ys = coarse.affine[1, 3] + step_mm * np.arange(data.shape[1])
+    zs = coarse.affine[2, 3] + step_mm * np.arange(data.shape[2])
+    nz = data.shape[2]
+    column = smooth.mean(axis=2)
+    i0, j0 = np.unravel_index(column.argmax(), column.shape)
+    near = (xs[:, None] - xs[i0]) ** 2 + (ys[None, :] - ys[j0]) ** 2 <= search_radius_mm**2
+    band = np.nonzero(near.any(axis=1))[0]
+    sub = np.where(near[..., None], smooth, 0.0)[band]
+    xs_band = xs[band]
     peak = sub.reshape(-1, nz).max(axis=0)
     strong = peak > np.percentile(smooth, 99) * 0.5
     if strong.sum() < 3 or not peak.max() > 2.0 * np.median(smooth):
-        raise NotAssessableError("spinal canal (bright CSF column near the midline) not found on the fluid series")
+        raise NotAssessableError("spinal canal (bright CSF column) not found on the fluid series")
     # centroid of the bright sac around each slice's maximum (the cord inside it is darker)
     bright = sub >= 0.5 * peak[None, None, :]
     cx = np.full(nz, np.nan)
