@@ -108,9 +108,20 @@ def build_findings(
     }
 
 
+@lru_cache(maxsize=1)
+def findings_validator() -> jsonschema.protocols.Validator:
+    """The schema's validator, built once per process (building it costs far more than validating)."""
+    schema = findings_schema()
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=None)
+
+
 def validate_findings(findings: dict[str, Any], source: str | Path | None = None) -> None:
     """Raise :class:`BadInputError` naming the first schema violation (and ``source`` if given)."""
-    validator = jsonschema.Draft202012Validator(findings_schema())
+    validator = findings_validator()
+    if validator.is_valid(findings):
+        return
     error = jsonschema.exceptions.best_match(validator.iter_errors(findings))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(document)"

@@ -5,22 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nervemuscle.anatomy import label_names as default_label_names  # noqa: E402
-from nervemuscle.report.qc import (  # noqa: E402
-    axial_display, axial_extent, canonical, display_window, labels_on_slice, plane_display,
-)
-from nervemuscle.volume import Volume  # noqa: E402
+from nervemuscle.anatomy import label_names as default_label_names
+from nervemuscle.report import raster
+from nervemuscle.report.qc import axial_display, canonical, display_window, labels_on_slice, plane_display
+from nervemuscle.volume import Volume
 
 #: Muscles that define the shoulder level (glenohumeral joint): the largest summed area of these.
 SHOULDER_MUSCLES = ("deltoid", "infraspinatus", "subscapularis", "supraspinatus")
-ABNORMAL_COLOR = "#ff3030"
-NORMAL_COLOR = "#40c0ff"
+ABNORMAL_RGB = raster.hex_rgb("#ff3030")
+NORMAL_RGB = raster.hex_rgb("#40c0ff")
 
 ROLE_TITLES = {"stir": "STIR", "t2fs": "T2 fat-sat", "dixon_water": "Dixon water", "t1": "T1",
                "dixon_in": "Dixon in-phase"}
@@ -62,37 +58,43 @@ def _slice_at(volume: Volume, z: float) -> int:
     return int(np.clip(np.round(k), 0, volume.shape[2] - 1))
 
 
-def _panel(ax, image: Volume, overlays: list[Volume], z: float, abnormal: dict[int, str], title: str) -> None:
+def _panel(image: Volume, window: tuple[float, float], overlays: list[Volume], z: float, abnormal: dict[int, str],
+           width: int) -> tuple[np.ndarray, int]:
+    """The axial slice of ``image`` nearest ``z`` with every label outlined (abnormal ones thick, red, named).
+
+    Returns the (h, w, 3) uint8 panel and the slice index.
+    """
     img = canonical(image)
     k = _slice_at(img, z)
-    extent = axial_extent(img)
-    plane = axial_display(img.data, k).astype(float)
-    vmin, vmax = display_window(np.asarray(img.data, dtype=float))
-    ax.imshow(plane, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, interpolation="bilinear")
-    sy = img.spacing[1]
-    sx = img.spacing[0]
+    plane = axial_display(img.data, k)
+    pixel_mm = (float(img.spacing[1]), float(img.spacing[0]))
+    size = raster.panel_size(plane.shape, pixel_mm, width)
+    rgb = raster.grey(plane, *window, size)
+    names: list[tuple[str, float, float, float]] = []  # caption, centre x, centre y, top y (pixels)
     for labels in overlays:
-        lab = plane_display(labels_on_slice(labels, img, k))
+        lab = raster.nearest(plane_display(labels_on_slice(labels, img, k)), size)
+        rims = raster.edges(lab)
         for code in np.unique(lab[lab > 0]):
             region = lab == code
-            is_abnormal = int(code) in abnormal
-            ax.contour(region.astype(float), levels=[0.5], extent=extent, origin="upper",
-                       colors=[ABNORMAL_COLOR if is_abnormal else NORMAL_COLOR],
-                       linewidths=1.4 if is_abnormal else 0.5)
-            if is_abnormal:
+            if int(code) in abnormal:
+                rgb[raster.thicken(rims & region)] = ABNORMAL_RGB
                 rows, cols = np.nonzero(region)
-                ax.annotate(abnormal[int(code)], xy=(cols.mean() * sx, rows.mean() * sy),
-                            xytext=(cols.mean() * sx, max(rows.min() * sy - 12, 4)), color=ABNORMAL_COLOR,
-                            fontsize=7, ha="center", arrowprops={"arrowstyle": "->", "color": ABNORMAL_COLOR,
-                                                                 "lw": 0.8})
-    ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="yellow", fontsize=9, va="center")
-    ax.set_title(f"{title}\nz = {img.voxel_to_world(np.array([[0, 0, k]]))[0, 2]:.0f} mm", fontsize=9)
-    ax.set_axis_off()
+                names.append((abnormal[int(code)], cols.mean(), rows.mean(), rows.min()))
+            else:
+                rgb[rims & region] = NORMAL_RGB
+    image_out = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image_out)
+    mm = size[0] / (plane.shape[1] * pixel_mm[1])  # screen pixels per mm
+    for caption, x, y, top in names:
+        ty = max(top - 12 * mm, 10)
+        draw.line([(x, ty + 6), (x, y)], fill=ABNORMAL_RGB, width=1)
+        draw.text((x, ty), caption, fill=ABNORMAL_RGB, font=raster.font(11), anchor="md")
+    return np.asarray(image_out), k
 
 
 def key_images(path: str | Path, findings: dict[str, Any], *, t1: Volume | None, fluid: Volume | None,
                muscle_labels: Volume | None, nerve_labels: Volume | None, fluid_role: str = "t2fs",
-               names: dict[int, str] | None = None) -> Path | None:
+               names: dict[int, str] | None = None, panel_width: int = 440) -> Path | None:
     """Write the 2 x 2 key-image figure (rows: plexus level, shoulder level; columns: T1, fluid series).
 
     Returns the PNG path, or ``None`` when there is no image to show.
@@ -109,15 +111,14 @@ def key_images(path: str | Path, findings: dict[str, Any], *, t1: Volume | None,
     if not columns or not rows:
         return None
     overlays = [v for v in (nerve_labels, muscle_labels) if v is not None]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 4.0 * len(rows)),
-                             squeeze=False)
-    for r, (z, level) in enumerate(rows):
-        for c, (vol, title) in enumerate(columns):
-            _panel(axes[r, c], vol, overlays, z, abnormal, f"{title}, {level}")
-    fig.text(0.5, 0.005, "red: abnormal (grade >= 1); blue: normal; patient right on the left",
-             ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=110, facecolor="white")
-    plt.close(fig)
-    return path
+    windows = [display_window(np.asarray(vol.data, dtype=np.float32)) for vol, _ in columns]
+    panels, captions = [], []
+    for z, level in rows:
+        for (vol, title), window in zip(columns, windows):
+            panel, k = _panel(vol, window, overlays, z, abnormal, panel_width)
+            z_k = canonical(vol).voxel_to_world(np.array([[0, 0, k]]))[0, 2]
+            panels.append(panel)
+            captions.append(f"{title}, {level}\nz = {z_k:.0f} mm")
+    figure = raster.grid(panels, captions, len(columns),
+                         footer="red: abnormal (grade >= 1); blue: normal; patient right on the left")
+    return raster.save_png(figure, path)

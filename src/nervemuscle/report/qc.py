@@ -7,21 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from nervemuscle.anatomy import label_names  # noqa: E402
-from nervemuscle.volume import Volume  # noqa: E402
-
-#: Label codes are 0..59 (see ``nervemuscle.anatomy``); one stable colour per code.
-N_LABEL_CODES = 64
+from nervemuscle.anatomy import label_names
+from nervemuscle.report import raster
+from nervemuscle.volume import Volume
 
 
 def canonical(volume: Volume) -> Volume:
@@ -58,16 +50,6 @@ def labels_on_slice(labels: Volume, image: Volume, k: int) -> np.ndarray:
     return out.reshape(ii.shape)
 
 
-def label_colormap() -> ListedColormap:
-    """Colour per label code (0 transparent), muscles and roots from distinct qualitative palettes."""
-    colors = np.zeros((N_LABEL_CODES, 4))
-    tab = plt.get_cmap("tab20").colors
-    for code in range(1, N_LABEL_CODES):
-        colors[code, :3] = tab[(code * 7) % 20]
-        colors[code, 3] = 1.0
-    return ListedColormap(colors)
-
-
 def plane_display(plane_ij: np.ndarray) -> np.ndarray:
     """An (I, J) axial plane of a canonical (RAS) array for display: anterior up, patient right on the left."""
     return plane_ij[::-1, ::-1].T
@@ -99,40 +81,6 @@ def labelled_slices(labels: np.ndarray, n: int) -> np.ndarray:
     return present[np.unique(idx)]
 
 
-def label_edges(labels2d: np.ndarray) -> np.ndarray:
-    """Boolean mask of labelled pixels that touch a pixel of another label (4-neighbourhood)."""
-    lab = np.asarray(labels2d)
-    padded = np.pad(lab, 1, mode="edge")
-    centre = padded[1:-1, 1:-1]
-    differs = ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre)
-               | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
-    return (lab > 0) & differs
-
-
-def draw_labels(ax, labels2d: np.ndarray, extent, *, alpha: float = 0.35) -> None:
-    """Each label region filled semi-transparently and outlined (opaque edge pixels), as one RGBA layer."""
-    colors = label_colormap().colors
-    codes = np.asarray(labels2d).astype(int) % N_LABEL_CODES
-    rgba = np.asarray(colors)[codes].copy()
-    rgba[..., 3] = np.where(codes > 0, alpha, 0.0)
-    rgba[label_edges(codes), 3] = 1.0
-    ax.imshow(rgba, extent=extent, interpolation="nearest", origin="upper")
-
-
-def axial_extent(volume: Volume) -> tuple[float, float, float, float]:
-    """imshow extent in mm of an axial display of a canonical volume (width along i, height along j)."""
-    sx, sy = volume.spacing[0], volume.spacing[1]
-    return (0.0, volume.shape[0] * sx, volume.shape[1] * sy, 0.0)
-
-
-def _legend(fig, codes: np.ndarray) -> None:
-    names = label_names()
-    cmap = label_colormap()
-    handles = [Patch(color=cmap(int(c) % N_LABEL_CODES), label=names.get(int(c), str(int(c)))) for c in codes]
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
-
-
 def label_box(labels: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tuple[slice, slice, slice]:
     """Index ranges of the labelled voxels' bounding box grown by ``margin_mm`` (whole array if unlabelled)."""
     idx = np.argwhere(labels > 0)
@@ -144,8 +92,27 @@ def label_box(labels: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tupl
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
+def legend_items(codes: np.ndarray) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, name) of each label code present, for :func:`nervemuscle.report.raster.grid`'s legend."""
+    names = label_names()
+    colors = raster.label_colors()
+    return [(tuple(int(v) for v in colors[int(c) % raster.N_LABEL_CODES]), names.get(int(c), str(int(c))))
+            for c in codes]
+
+
+def overlay_panel(plane: np.ndarray, labels2d: np.ndarray, window: tuple[float, float], pixel_mm: tuple[float, float],
+                  width: int, *, alpha: float = 0.35) -> np.ndarray:
+    """One displayed plane with its labels filled and outlined: (h, w, 3) uint8 at ``width`` pixels, true aspect.
+
+    Outlines are the edge voxels of the image grid (as a reader sees the segmentation voxels), enlarged.
+    """
+    size = raster.panel_size(plane.shape, pixel_mm, width)
+    rim = raster.nearest(raster.edges(labels2d).astype(np.uint8), size) > 0
+    return raster.blend_labels(raster.grey(plane, *window, size), raster.nearest(labels2d, size), rim, alpha=alpha)
+
+
 def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str, n_slices: int = 12,
-                 crop_margin_mm: float | None = None) -> Path:
+                 crop_margin_mm: float | None = None, panel_width: int = 320) -> Path:
     """Axial mosaic of ``labels`` (resampled to ``image``'s grid) over ``image``; PNG at ``path``.
 
     With ``crop_margin_mm`` the view is cropped in-plane to the labels' bounding box plus that margin
@@ -157,29 +124,21 @@ def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str,
     si, sj, _ = label_box(lab.data, img.spacing, crop_margin_mm) if crop_margin_mm is not None else \
         (slice(None), slice(None), None)
     img_data, lab_data = np.asarray(img.data)[si, sj], lab.data[si, sj]
-    ncols = min(4, len(slices))
-    nrows = int(np.ceil(len(slices) / ncols))
-    aspect = img_data.shape[1] * img.spacing[1] / max(img_data.shape[0] * img.spacing[0], 1e-6)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.0 * aspect + 0.35) * nrows + 1.0), squeeze=False)
-    vmin, vmax = display_window(np.asarray(img_data, dtype=float))
-    extent = (0.0, img_data.shape[0] * img.spacing[0], img_data.shape[1] * img.spacing[1], 0.0)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, k in zip(axes.ravel(), slices):
+    window = display_window(np.asarray(img_data, dtype=np.float32))
+    pixel_mm = (float(img.spacing[1]), float(img.spacing[0]))  # displayed rows run along j, columns along i
+    panels, captions = [], []
+    for k in slices:
         z = img.voxel_to_world(np.array([[0, 0, k]]))[0, 2]
-        ax.imshow(axial_display(img_data, k), cmap="gray", vmin=vmin, vmax=vmax, extent=extent,
-                  interpolation="bilinear")
-        draw_labels(ax, axial_display(lab_data, k), extent)
-        ax.set_title(f"slice {k}  z={z:.0f} mm", fontsize=8)
-        ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="yellow", fontsize=8, va="center")
-    fig.suptitle(title, fontsize=10)
-    _legend(fig, np.unique(lab.data[lab.data > 0]))
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    return _save(fig, path)
+        panels.append(overlay_panel(axial_display(img_data, k), axial_display(lab_data, k), window, pixel_mm,
+                                    panel_width))
+        captions.append(f"slice {k}  z={z:.0f} mm")
+    figure = raster.grid(panels, captions, min(4, len(panels)), title=title,
+                         legend=legend_items(np.unique(lab.data[lab.data > 0])))
+    return raster.save_png(figure, path)
 
 
 def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, slab_margin_mm: float = 10.0,
-                crop_margin_mm: float = 25.0) -> Path:
+                crop_margin_mm: float = 25.0, width: int = 640) -> Path:
     """Coronal maximum-intensity projection of ``image`` over the slab that holds the labels, labels outlined.
 
     The slab spans the labels' antero-posterior extent plus ``slab_margin_mm`` (a thick-slab MIP of the
@@ -190,21 +149,15 @@ def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, 
     lab = canonical(resample_labels(labels, image))
     _, sj, _ = label_box(lab.data, img.spacing, slab_margin_mm)
     si, _, sk = label_box(lab.data, img.spacing, crop_margin_mm)
-    mip = coronal_display(np.asarray(img.data, dtype=float)[si, sj, sk].max(axis=1))
+    mip = coronal_display(np.asarray(img.data, dtype=np.float32)[si, sj, sk].max(axis=1))
     lab_mip = coronal_display(lab.data[si, sj, sk].max(axis=1))
-    sx, sz = img.spacing[0], img.spacing[2]
-    width, height = mip.shape[1] * sx, mip.shape[0] * sz
-    extent = (0.0, width, height, 0.0)
-    fig, ax = plt.subplots(figsize=(7, 7 * min(1.5, height / max(width, 1e-6)) + 1.0))
-    vmin, vmax = display_window(mip)
-    ax.imshow(mip, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, interpolation="bilinear")
-    draw_labels(ax, lab_mip, extent, alpha=0.3)
-    ax.set_axis_off()
-    ax.text(0.02, 0.5, "R", transform=ax.transAxes, color="yellow", fontsize=9, va="center")
-    fig.suptitle(title, fontsize=10)
-    _legend(fig, np.unique(lab.data[lab.data > 0]))
-    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
-    return _save(fig, path)
+    pixel_mm = (float(img.spacing[2]), float(img.spacing[0]))
+    _, h = raster.panel_size(mip.shape, pixel_mm, width)
+    if h > 1.5 * width:  # very tall slabs: limit the height, keep the aspect
+        width = int(width * 1.5 * width / h)
+    panel = overlay_panel(mip, lab_mip, display_window(mip), pixel_mm, width, alpha=0.3)
+    figure = raster.grid([panel], [""], 1, title=title, legend=legend_items(np.unique(lab.data[lab.data > 0])))
+    return raster.save_png(figure, path)
 
 
 def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | None,
@@ -225,10 +178,3 @@ def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | 
         written.append(coronal_mip(fluid, nerve_labels, out_dir / "nerves_coronal_mip.png",
                                    title="Roots: coronal thick-slab MIP of the fluid-sensitive series"))
     return written
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    fig.savefig(path, dpi=110, facecolor="white")
-    plt.close(fig)
-    return path
