@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import shutil
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ NERVE_COLUMNS = ("csa_mm2", "t2_ratio", "thickening_grade", "t2_grade", "grade")
 MUSCLE_COLUMNS = ("volume_ml", "volume_loss", "t2_ratio", "fat_fraction", "edema_grade", "atrophy_grade", "fat_grade")
 
 
+@lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("nervemuscle.report", "templates"),
