@@ -44,6 +44,11 @@ from nervemuscle.protocol import load_protocol
 IMAGE_SUFFIXES = (".dcm", ".ima", ".nii", ".nii.gz")
 DONE_FILE = ".done.json"
 FAILURE_COLUMNS = ["exam", "error_type", "reason"]
+#: Dask config for the local cluster's workers. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` by default,
+#: which also fixes glibc's mmap threshold at 128 kB: every large numpy temporary is then mmap'ed and page-faulted
+#: afresh (warm 2D exams: 4.5 -> 6.3 CPU s, a third of it system time). Unset, the workers allocate as
+#: ``nervemuscle analyze`` does.
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,7 @@ def map_exams(client, func: Callable[..., dict[str, Any]], tasks: list[ExamTask]
 
 
 def _client(workers: int | None, scheduler: str | None):
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -277,8 +283,9 @@ def _client(workers: int | None, scheduler: str | None):
             return Client(scheduler, timeout="20s"), None
         except OSError as exc:
             raise BadInputError(f"cannot reach the Dask scheduler ({exc})", scheduler) from None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+    with dask.config.set(LOCAL_WORKER_CONFIG):
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
     return Client(cluster), cluster
 
 
