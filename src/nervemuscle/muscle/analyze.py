@@ -31,7 +31,7 @@ from nervemuscle.muscle.fat import (ADIPOSE_FAT_FRACTION, NORMAL_MUSCLE_FAT_FRAC
                                     t1_fat_fraction)
 from nervemuscle.muscle.grading import grade_muscle, volume_losses
 from nervemuscle.muscle.grid import resample_to, world_points
-from nervemuscle.muscle.measure import (axial_csa_mm2, inplane_core, label_means, label_volumes_ml,
+from nervemuscle.muscle.measure import (axial_csa_mm2, inplane_core, label_means, partial_volumes_ml,
                                         voxel_volume_mm3)
 from nervemuscle.muscle.segment import fit_atlas, parcellate
 from nervemuscle.volume import Volume
@@ -210,7 +210,8 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         adipose_fluid_signal = float(np.median(fluid.data[adipose_fluid])) if adipose_fluid.any() else 0.0
 
     def measure(label_map: Volume) -> dict[str, Any]:
-        volumes = label_volumes_ml(label_map, codes)
+        volumes = partial_volumes_ml(label_map, base.data, codes, label_means(base.data, label_map.data, codes),
+                                     tissues.adipose_signal)
         min_ml = MIN_VOXELS * voxel_volume_mm3(label_map) / 1000.0
         assessable = {c: volumes[c] >= min_ml and volumes[c] >= MIN_REFERENCE_FRACTION * ref_volumes[(m, s)]
                       for m, s, c in _codes()}
