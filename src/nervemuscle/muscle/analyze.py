@@ -260,8 +260,10 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         "fluid_fat_signal": found["fat_fluid"],
         "t1_muscle_signal": found["t1_muscle"],
         "t1_adipose_signal": tissues.adipose_signal,
-        "atrophy_reference": "volume relative to the registered atlas volume in the field of view; compared "
-                             "with the contralateral muscle's relative volume unless that one is atrophic",
+        "atrophy_reference": "partial-volume corrected volume relative to the registered atlas volume in the "
+                             "field of view, divided by the square root of the contralateral muscle's relative "
+                             "volume unless that one is atrophic (geometric mean of the atlas and contralateral "
+                             "estimates of the normal volume)",
         "reference_volumes_ml": {f"{m}_{s}": round(v, 1) for (m, s), v in ref_volumes.items()},
         "csa_level": "axial plane through the muscle centroid",
     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nervemuscle.grading import grade
 
 #: Fat fraction splitting Mercuri 2a ("<30% of the volume", Leung 2017 Table 2) from 2b.
@@ -47,10 +49,13 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
                   atrophy_thresholds: list[float]) -> dict[tuple[str, str], float | None]:
     """Fractional volume loss of every muscle (protocol ``atrophy_reference``).
 
-    The loss is ``1 - V / V_contralateral`` when the contralateral muscle is assessable and not
-    atrophic itself, else ``1 - V / V_reference``. The contralateral muscle counts as atrophic when
-    its own loss against its reference (``1 - V / V_reference``; the reference accounts for body size
-    and for how much of the muscle the field of view covers) reaches the first atrophy threshold.
+    Each muscle's relative volume is ``r = V / V_reference`` (the reference accounts for body size and
+    for how much of the muscle the field of view covers). When the contralateral muscle is assessable
+    and not atrophic itself (``1 - r_contralateral`` below the first atrophy threshold), it is a second,
+    independent estimate of this muscle's normal volume (``V_contralateral * V_reference /
+    V_contralateral_reference``); the normal volume is then the geometric mean of the two estimates,
+    so the loss is ``1 - r / sqrt(r_contralateral)``: segmentation and registration errors of either
+    side are halved instead of carried in full. Otherwise the loss is ``1 - r``.
 
     Parameters
     ----------
@@ -76,8 +81,7 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
         other = (name, "left" if side == "right" else "right")
         contra = relative.get(other)
         contra_normal = contra is not None and 1.0 - contra < atrophy_thresholds[0]
-        losses[(name, side)] = float(1.0 - volumes[(name, side)] / volumes[other]) if contra_normal \
-            else float(1.0 - rel)
+        losses[(name, side)] = float(1.0 - rel / np.sqrt(contra)) if contra_normal else float(1.0 - rel)
     return losses
 
 
