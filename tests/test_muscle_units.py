@@ -91,7 +91,7 @@ def test_mercuri_and_goutallier_follow_the_fat_grade():
     assert goutallier("deltoid", 0.6, thr) is None
 
 
-def test_volume_loss_uses_contralateral_unless_it_is_atrophic():
+def test_volume_loss_combines_atlas_and_contralateral_unless_it_is_atrophic():
     thr = default_protocol()["muscle"]["atrophy_thresholds"]
     ref = {("deltoid", "left"): 200.0, ("deltoid", "right"): 200.0, ("trapezius", "left"): 100.0,
            ("trapezius", "right"): 100.0, ("supraspinatus", "left"): 50.0, ("pectoralis_major", "left"): 100.0,
@@ -100,8 +100,9 @@ def test_volume_loss_uses_contralateral_unless_it_is_atrophic():
             ("trapezius", "left"): 50.0, ("trapezius", "right"): 60.0}  # both atrophic
     vols.update({("pectoralis_major", "left"): 70.0, ("pectoralis_major", "right"): 80.0})
     loss = volume_losses({**vols, ("supraspinatus", "left"): None}, ref, thr)
-    assert loss[("pectoralis_major", "left")] == pytest.approx(1 - 70 / 80)
-    assert loss[("deltoid", "left")] == pytest.approx(1 - 120 / 190)
+    # normal volume = geometric mean of the atlas (100) and contralateral (80 * 100 / 80) estimates
+    assert loss[("pectoralis_major", "left")] == pytest.approx(1 - 70 / np.sqrt(100 * 80 * 100 / 80))
+    assert loss[("deltoid", "left")] == pytest.approx(1 - 120 / np.sqrt(200 * 190))
     assert loss[("deltoid", "right")] == pytest.approx(1 - 190 / 200)
     assert loss[("trapezius", "left")] == pytest.approx(0.5)
     assert loss[("supraspinatus", "left")] is None
