@@ -15,8 +15,9 @@ from nervemuscle.anatomy import ROOTS, SIDES, root_label
 from nervemuscle.nerve.csa import centerline_tangents, cross_sections
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
 from nervemuscle.nerve.hessian import tubularity
-from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_peaks, load_landmarks,
-                                         name_levels, side_sign, validate_landmarks)
+from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_near, find_exit_peaks,
+                                         level_heights, load_landmarks, name_levels, side_sign,
+                                         validate_landmarks)
 from nervemuscle.nerve.reference import estimate_muscle_reference
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
@@ -49,6 +50,9 @@ TRIM_PERCENT = 15
 #: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
 #: are 5 or more of them (thin roots lying between thick slices need large, error-prone corrections).
 MILD_PEAK_FRACTION = 0.6
+#: A level's exit searched near its predicted height needs at least this fraction of the median tubularity
+#: of the exits found as peaks, and signal above muscle.
+PREDICTED_EXIT_MIN_RESPONSE = 0.3
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -197,7 +201,16 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     local_muscle, local_method = estimate_muscle_reference(fluid, canal, (z_lo, z_hi))
     exits = {side: find_exit_peaks(response, work, canal, side, min_signal=ROOT_MIN_SIGNAL * local_muscle)
              for side in SIDES}
-    named = name_levels(exits)
+    heights = level_heights(exits)
+    named = name_levels(exits, heights)
+    found = [c["response"] for c in named.values()]
+    for segment, z in zip(ROOTS, heights):  # a level found on one side only, or predicted from its neighbours
+        for side in SIDES:
+            if f"{segment}_{side}" not in named and found:
+                near = find_exit_near(response, work, canal, side, float(z), min_signal=local_muscle,
+                                      min_response=PREDICTED_EXIT_MIN_RESPONSE * float(np.median(found)))
+                if near is not None:
+                    named[f"{segment}_{side}"] = {**near, "predicted": True}
     if muscle_reference is None:
         muscle_reference, reference_method = local_muscle, local_method
     else:
@@ -257,6 +270,8 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     found_landmarks = {
         "canal": {"centre_mm": canal["centre_mm"]},
         "foramina": {key: [round(v, 2) for v in c["point_mm"]] for key, c in named.items()},
+        "foramina_predicted": sorted(key for key, c in named.items() if c.get("predicted")),
+        "level_heights_mm": [round(float(z), 2) for z in heights],
         "foramen_lateral_mm": FORAMEN_LATERAL_MM,
     }
     reference = {"muscle_reference": round(float(muscle_reference), 4), "muscle_reference_method": reference_method,

@@ -7,7 +7,8 @@ the manual landmarks file.
   gives the centre line.
 * Foramina: just lateral to the canal each root is a bright tube leaving inferolaterally. The tubularity
   maximum in a band beside the canal, as a function of z, peaks once per level; peaks are named C5..T1
-  from cranial to caudal after matching left and right into common levels.
+  along a regular ladder of levels (one vertebral height apart) after matching left and right into common
+  levels; a level missed on one side is searched again near its predicted height.
 """
 from __future__ import annotations
 
@@ -91,6 +92,17 @@ def detect_canal(fluid: Volume, *, step_mm: float = 2.0, sac_sigma_mm: float = 3
             "coef_x": np.atleast_1d(coef_x).tolist(), "coef_y": np.atleast_1d(coef_y).tolist()}
 
 
+#: Box beside the canal (mm from the canal axis: lateral, anterior) where roots leave their foramina.
+EXIT_LATERAL_MM = (14.0, 26.0)
+EXIT_AP_MM = (0.0, 25.0)
+#: Root levels are one vertebral height apart (adult cervicothoracic vertebral body + disc: about 15-21 mm);
+#: an exit belongs to a level when within LEVEL_TOLERANCE_MM of its height.
+LEVEL_SPACING_MM = (12.0, 25.0)
+LEVEL_TOLERANCE_MM = 4.5
+#: Ladders explaining at least this fraction of the best one's candidate strength count as equally good.
+LADDER_NEAR_BEST = 0.9
+
+
 def canal_centre(canal: dict, z: np.ndarray | float) -> np.ndarray:
     """Canal centre (x, y, z) at height(s) ``z`` (world mm)."""
     z = np.asarray(z, float)
@@ -103,15 +115,10 @@ def side_sign(side: str) -> float:
     return 1.0 if side == "right" else -1.0
 
 
-def find_exit_peaks(response: Volume, image: Volume, canal: dict, side: str, *, min_signal: float,
-                    lateral_mm: tuple[float, float] = (14.0, 26.0), ap_mm: tuple[float, float] = (0.0, 25.0),
-                    min_separation_mm: float = 9.0) -> list[dict]:
-    """Candidate root exits on one side: peaks along z of the tubularity maximum in a box beside the canal.
-
-    ``response`` and ``image`` share a RAS-aligned grid. Only voxels brighter than ``min_signal`` count
-    (a root is brighter than muscle; tissue between dark bones also looks tubular but is not).
-    Returns ``[{"point_mm": [x, y, z], "response": r}, ...]``.
-    """
+def _exit_search(response: Volume, image: Volume, canal: dict, side: str, min_signal: float,
+                 lateral_mm: tuple[float, float], ap_mm: tuple[float, float]) -> tuple[np.ndarray, tuple]:
+    """Tubularity restricted to the exit box beside the canal and to voxels brighter than ``min_signal``;
+    returns it with the grid's world coordinates ``(xs, ys, zs)``."""
     aff = response.affine
     step = aff[0, 0]
     shape = response.shape
@@ -125,32 +132,54 @@ def find_exit_peaks(response: Volume, image: Volume, canal: dict, side: str, *, 
     in_y = (anterior >= ap_mm[0]) & (anterior <= ap_mm[1])
     box = in_x[:, None, :] & in_y[None, :, :]
     bright = ndimage.maximum_filter(image.data, size=3) >= min_signal
-    masked = np.where(box & bright, response.data, 0.0)
-    profile = masked.reshape(-1, shape[2]).max(axis=0)
+    return np.where(box & bright, response.data, 0.0), (xs, ys, zs)
+
+
+def _exit_at(masked: np.ndarray, coords: tuple, k: int) -> dict:
+    i, j = np.unravel_index(masked[..., k].argmax(), masked.shape[:2])
+    return {"point_mm": [float(coords[0][i]), float(coords[1][j]), float(coords[2][k])],
+            "response": float(masked[i, j, k])}
+
+
+def find_exit_peaks(response: Volume, image: Volume, canal: dict, side: str, *, min_signal: float,
+                    lateral_mm: tuple[float, float] = EXIT_LATERAL_MM, ap_mm: tuple[float, float] = EXIT_AP_MM,
+                    min_separation_mm: float = 9.0) -> list[dict]:
+    """Candidate root exits on one side: peaks along z of the tubularity maximum in a box beside the canal.
+
+    ``response`` and ``image`` share a RAS-aligned grid. Only voxels brighter than ``min_signal`` count
+    (a root is brighter than muscle; tissue between dark bones also looks tubular but is not).
+    Returns ``[{"point_mm": [x, y, z], "response": r}, ...]``.
+    """
+    masked, coords = _exit_search(response, image, canal, side, min_signal, lateral_mm, ap_mm)
+    profile = masked.reshape(-1, masked.shape[2]).max(axis=0)
     if not profile.any():
         return []
+    step = response.affine[0, 0]
     peaks, _ = signal.find_peaks(profile, distance=max(int(min_separation_mm / step), 1),
                                  height=0.25 * profile.max(), prominence=0.1 * profile.max())
-    out = []
-    for k in peaks:
-        flat = masked[..., k].argmax()
-        i, j = np.unravel_index(flat, shape[:2])
-        out.append({"point_mm": [float(xs[i]), float(ys[j]), float(zs[k])], "response": float(profile[k])})
-    return out
+    return [_exit_at(masked, coords, k) for k in peaks]
 
 
-def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0, min_strength: float = 0.3) -> dict[str, dict]:
-    """Name root exits C5..T1 from cranial to caudal, pairing left and right exits into levels.
+def find_exit_near(response: Volume, image: Volume, canal: dict, side: str, z_mm: float, *, min_signal: float,
+                   min_response: float, window_mm: float = LEVEL_TOLERANCE_MM,
+                   lateral_mm: tuple[float, float] = EXIT_LATERAL_MM,
+                   ap_mm: tuple[float, float] = EXIT_AP_MM) -> dict | None:
+    """The strongest exit candidate within ``window_mm`` of height ``z_mm`` on one side, without the peak
+    tests of :func:`find_exit_peaks` (a level predicted from its neighbours); None when nothing in the box
+    reaches ``min_response``."""
+    masked, coords = _exit_search(response, image, canal, side, min_signal, lateral_mm, ap_mm)
+    rows = np.nonzero(np.abs(coords[2] - z_mm) <= window_mm)[0]
+    if len(rows) == 0:
+        return None
+    profile = masked[..., rows].reshape(-1, len(rows)).max(axis=0)
+    k = rows[int(profile.argmax())]
+    found = _exit_at(masked, coords, k)
+    return found if found["response"] >= min_response else None
 
-    ``exits`` maps side -> candidates (from :func:`find_exit_peaks`). Levels are clusters of exit heights
-    (both sides within ``match_mm``); levels weaker than ``min_strength`` x the strongest are dropped and
-    the five most cranial of the rest are named C5..T1 (the field of view starts near C4).
-    Returns ``{"C5_left": {"point_mm": ..., "response": ...}, ...}``.
-    """
-    items = [(side, c) for side in exits for c in exits[side]]
-    if not items:
-        return {}
-    items.sort(key=lambda sc: -sc[1]["point_mm"][2])
+
+def _levels(exits: dict[str, list[dict]], match_mm: float) -> list[list[tuple[str, dict]]]:
+    """Cluster exit candidates of both sides into levels (heights within ``match_mm``, one per side)."""
+    items = sorted(((side, c) for side in exits for c in exits[side]), key=lambda sc: -sc[1]["point_mm"][2])
     levels: list[list[tuple[str, dict]]] = []
     for side, cand in items:
         z = cand["point_mm"][2]
@@ -161,13 +190,74 @@ def name_levels(exits: dict[str, list[dict]], *, match_mm: float = 7.0, min_stre
                 break
         else:
             levels.append([(side, cand)])
-    strength = np.array([max(c["response"] for _, c in level) for level in levels])
-    kept = [lv for lv, st in zip(levels, strength) if st >= min_strength * strength.max()]
-    kept.sort(key=lambda lv: -np.mean([c["point_mm"][2] for _, c in lv]))
+    return levels
+
+
+def level_heights(exits: dict[str, list[dict]], *, match_mm: float = 7.0, min_strength: float = 0.3,
+                  spacing_mm: tuple[float, float] = LEVEL_SPACING_MM,
+                  tolerance_mm: float = LEVEL_TOLERANCE_MM) -> np.ndarray:
+    """Heights (z, mm, cranial first) of the root levels C5..T1 from exit candidates of both sides.
+
+    Root levels are one vertebral height apart, so the levels lie on a ladder ``z_top - k * d``
+    (``d`` within ``spacing_mm``). Every ladder through two candidate levels is scored by the summed
+    tubularity of the candidates it explains (within ``tolerance_mm``) over five consecutive rungs; the best
+    (the most cranial of those within 10% of the best) is refined by least squares. A level missed on both sides is thus
+    predicted between its neighbours, and a spurious candidate between two rungs does not shift the names.
+    With fewer than two candidate levels, their heights are returned as they are.
+    """
+    levels = _levels(exits, match_mm)
+    if not levels:
+        return np.empty(0)
+    z = np.array([np.mean([c["point_mm"][2] for _, c in lv]) for lv in levels])
+    weight = np.array([sum(c["response"] for _, c in lv) for lv in levels])
+    keep = weight >= min_strength * weight.max()
+    z, weight = z[keep], weight[keep]
+    if len(z) < 2:
+        return np.sort(z)[::-1][: len(ROOTS)]
+    ladders = []
+    for a in range(len(z)):
+        for b in range(len(z)):
+            if z[b] >= z[a]:
+                continue
+            for n in range(1, len(ROOTS)):
+                d = (z[a] - z[b]) / n
+                if not spacing_mm[0] <= d <= spacing_mm[1]:
+                    continue
+                rung = np.round((z[a] - z) / d).astype(int)  # rung index of each level (0 at z[a], down +)
+                on = np.abs(z - (z[a] - rung * d)) <= tolerance_mm
+                for top in range(rung[on].min(), rung[on].max() + 1):
+                    inside = on & (rung >= top) & (rung < top + len(ROOTS))
+                    if not (inside & (rung == top)).any():
+                        continue  # the top rung (C5) must hold a candidate
+                    ladders.append((weight[inside].sum(), z[a] - top * d, z[a], d, top, inside, rung))
+    if not ladders:
+        return np.sort(z)[::-1][: len(ROOTS)]
+    strongest = max(lad[0] for lad in ladders)
+    # the most cranial of the ladders explaining nearly as much as the best (the field of view starts near C4)
+    _, _, z_a, d, top, inside, rung = max((lad for lad in ladders if lad[0] >= LADDER_NEAR_BEST * strongest),
+                                          key=lambda lad: (lad[1], lad[0]))
+    k = rung[inside] - top
+    if len(np.unique(k)) >= 2:  # least-squares ladder through the explained levels
+        slope, intercept = np.polyfit(k, z[inside], 1)
+        if spacing_mm[0] <= -slope <= spacing_mm[1]:
+            return intercept + slope * np.arange(len(ROOTS))
+    return z_a - (top + np.arange(len(ROOTS))) * d
+
+
+def name_levels(exits: dict[str, list[dict]], heights: np.ndarray, *,
+                tolerance_mm: float = LEVEL_TOLERANCE_MM) -> dict[str, dict]:
+    """Name exit candidates C5..T1: at each level height (from :func:`level_heights`) the strongest
+    candidate of each side within ``tolerance_mm``.
+
+    Returns ``{"C5_left": {"point_mm": ..., "response": ...}, ...}``; a level without a candidate on a
+    side is absent for that side.
+    """
     named = {}
-    for segment, level in zip(ROOTS, kept):
-        for side, cand in level:
-            named[f"{segment}_{side}"] = cand
+    for segment, z in zip(ROOTS, heights):
+        for side in exits:
+            near = [c for c in exits[side] if abs(c["point_mm"][2] - z) <= tolerance_mm]
+            if near:
+                named[f"{segment}_{side}"] = max(near, key=lambda c: c["response"])
     return named
 
 
