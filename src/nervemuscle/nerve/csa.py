@@ -16,6 +16,14 @@ world mm (0.3 mm pixels). In the plane the root is the bright blob at the centre
 
 Half-maximum contours depend only on the image near the root, so muscles or vessels a few mm away do not
 bias the result (intensity moments, which are exact in theory, were too sensitive to them).
+
+Thick slices: when the in-plane PSF is strongly anisotropic (a 2D series with slices much thicker than its
+pixels; PSF aspect >= ``ANISOTROPIC_ASPECT``), the half-maximum extent along the blurred direction depends on
+where the root lies between slices and the half-maximum area is unreliable. The radius is then taken from the
+well-resolved direction: the profile along the fine PSF axis through the centre (background: the median of
+its flanks just beyond the blurred root) has a half-maximum half-width that is inverted for ``r`` with the
+same blurred-disc model (a table of the fine-axis half-width against radius and PSF aspect; it depends only
+mildly on the blur across it). The root is taken as round (CSA ``pi r**2``).
 """
 from __future__ import annotations
 
@@ -72,6 +80,16 @@ TABLE_ASPECTS = np.array([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5])
 TABLE_RADII = np.concatenate([np.linspace(0.1, 1.0, 10), np.linspace(1.2, 4.0, 15), np.linspace(4.5, 16.0, 14)])
 
 
+#: PSF aspect ratio (major / minor width in the measuring plane) from which the radius is measured along the
+#: fine direction only (see the module docstring).
+ANISOTROPIC_ASPECT = 2.0
+#: Fine-axis profile through the centre: half-width (mm) of the band across it that is averaged, and width (mm)
+#: of the flanks beside the blurred root whose median is its background.
+CENTRE_BAND_MM = 0.6
+FLANK_MM = 1.5
+FLANK_GAP_SIGMAS = 2.5
+
+
 def _half_width(profile: np.ndarray, x: np.ndarray) -> float:
     half = 0.5 * profile[0]
     k = int((profile >= half).sum())
@@ -79,42 +97,147 @@ def _half_width(profile: np.ndarray, x: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=1)
-def half_max_table() -> tuple[np.ndarray, np.ndarray]:
-    """Half-maximum area and peak fraction of blurred discs.
+def half_max_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-maximum area, peak fraction and fine-axis half-width of blurred discs.
 
-    Returns ``(area, peak)``, each ``(len(TABLE_ASPECTS), len(TABLE_RADII))``: the area (units of the minor
-    PSF width squared) of the half-maximum region, approximated by the ellipse through the half-maximum
-    points of the two principal axes (exact for isotropic blur), and the blurred value at the centre.
+    Returns ``(area, peak, fine_half_width)``, each ``(len(TABLE_ASPECTS), len(TABLE_RADII))``: the area
+    (units of the minor PSF width squared) of the half-maximum region, approximated by the ellipse through
+    the half-maximum points of the two principal axes (exact for isotropic blur), the blurred value at the
+    centre, and the half-maximum half-width along the minor (fine) PSF axis through the centre.
     """
     area = np.empty((len(TABLE_ASPECTS), len(TABLE_RADII)))
     peak = np.empty_like(area)
+    fine = np.empty_like(area)
     for i, q in enumerate(TABLE_ASPECTS):
         for j, r in enumerate(TABLE_RADII):
             xa = np.linspace(0.0, r + 5 * q, 160)
             xb = np.linspace(0.0, r + 5.0, 160)
             pa = blurred_disc_profile(xa, r, q, 1.0)
             pb = blurred_disc_profile(xb, r, 1.0, q)
-            area[i, j] = np.pi * _half_width(pa, xa) * _half_width(pb, xb)
+            fine[i, j] = _half_width(pb, xb)
+            area[i, j] = np.pi * _half_width(pa, xa) * fine[i, j]
             peak[i, j] = pa[0]
-    return area, peak
+    return area, peak, fine
+
+
+def _table_rows(psf_plane: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Minor PSF width (mm) and the table rows (half-maximum area, peak, fine half-width) interpolated at
+    the PSF aspect."""
+    lam = np.linalg.eigvalsh(psf_plane)
+    minor = float(np.sqrt(max(lam[0], 1e-6)))
+    aspect = float(np.clip(np.sqrt(lam[1] / max(lam[0], 1e-12)), TABLE_ASPECTS[0], TABLE_ASPECTS[-1]))
+    i = int(np.clip(np.searchsorted(TABLE_ASPECTS, aspect) - 1, 0, len(TABLE_ASPECTS) - 2))
+    f = (aspect - TABLE_ASPECTS[i]) / (TABLE_ASPECTS[i + 1] - TABLE_ASPECTS[i])
+    return (minor, *((1 - f) * table[i] + f * table[i + 1] for table in half_max_table()))
 
 
 def deblur(area_hm: float, psf_plane: np.ndarray) -> tuple[float, float]:
     """True disc radius (mm) and blurred peak fraction from the half-maximum area ``area_hm`` (mm^2)
     under the in-plane PSF covariance ``psf_plane`` (2, 2)."""
-    lam = np.linalg.eigvalsh(psf_plane)
-    minor = float(np.sqrt(max(lam[0], 1e-6)))
-    aspect = float(np.clip(np.sqrt(lam[1] / max(lam[0], 1e-12)), TABLE_ASPECTS[0], TABLE_ASPECTS[-1]))
-    areas, peaks = half_max_table()
-    i = int(np.clip(np.searchsorted(TABLE_ASPECTS, aspect) - 1, 0, len(TABLE_ASPECTS) - 2))
-    f = (aspect - TABLE_ASPECTS[i]) / (TABLE_ASPECTS[i + 1] - TABLE_ASPECTS[i])
-    area_row = (1 - f) * areas[i] + f * areas[i + 1]
-    peak_row = (1 - f) * peaks[i] + f * peaks[i + 1]
+    minor, area_row, peak_row, _ = _table_rows(psf_plane)
     x = area_hm / minor**2
     r = float(np.interp(x, area_row, TABLE_RADII))
     if x > area_row[-1]:  # far larger than the blur: the half-maximum area is the disc
         r = float(np.sqrt(area_hm / np.pi) / minor)
     return r * minor, float(np.interp(r, TABLE_RADII, peak_row))
+
+
+def blurred_peak_fraction(radius: float, psf_plane: np.ndarray) -> float:
+    """Centre value of a unit disc of ``radius`` (mm) blurred by the in-plane PSF covariance ``psf_plane``."""
+    minor, _, peak_row, _ = _table_rows(psf_plane)
+    return float(np.interp(radius / minor, TABLE_RADII, peak_row))
+
+
+def _aspect(psf_plane: np.ndarray) -> float:
+    lam = np.linalg.eigvalsh(psf_plane)
+    return float(np.sqrt(lam[1] / max(lam[0], 1e-12)))
+
+
+def _profile(values: np.ndarray, position: np.ndarray, mask: np.ndarray, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``values[mask]`` in bins of ``pixel_mm`` along ``position``: ``(bin centres, means)``."""
+    bins = np.round(position[mask] / pixel_mm).astype(int)
+    first = bins.min()
+    counts = np.bincount(bins - first)
+    sums = np.bincount(bins - first, weights=values[mask])
+    seen = counts > 0
+    return (np.arange(len(counts))[seen] + first) * pixel_mm, sums[seen] / counts[seen]
+
+
+def half_max_half_width(profile: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Peak near ``x = 0`` and the half-width of the profile at half that peak (linear interpolation of
+    both crossings); ``(peak, nan)`` when it does not fall to half on both sides."""
+    centre = int(np.argmin(np.abs(x)))
+    peak = float(np.max(profile[max(centre - 2, 0): centre + 3]))
+    below = profile < 0.5 * peak
+    right = np.nonzero(below[centre:])[0]
+    left = np.nonzero(below[: centre + 1][::-1])[0]
+    if not peak > 0 or len(right) == 0 or len(left) == 0:
+        return peak, float("nan")
+
+    def crossing(k_in: int, k_out: int) -> float:
+        f = (profile[k_in] - 0.5 * peak) / (profile[k_in] - profile[k_out])
+        return float(x[k_in] + f * (x[k_out] - x[k_in]))
+
+    hi = crossing(centre + right[0] - 1, centre + right[0])
+    lo = crossing(centre - left[0] + 1, centre - left[0])
+    return peak, 0.5 * (hi - lo)
+
+
+@lru_cache(maxsize=1)
+def projected_disc_table() -> tuple[np.ndarray, np.ndarray]:
+    """Half-maximum half-width of a disc projected onto a line (``2 sqrt(r**2 - x**2)``) and blurred by a
+    unit Gaussian, against the radius: ``(radii, half_widths)`` in units of the Gaussian width. Radii stop
+    at 4 widths, where the half-width relative to the radius stops falling (0.82; 0.87 without blur)."""
+    radii = np.concatenate([np.linspace(0.1, 2.0, 20), np.linspace(2.25, 4.0, 8)])
+    x = np.linspace(-45.0, 45.0, 9001)
+    kernel = np.exp(-0.5 * x[np.abs(x) <= 6.0] ** 2)
+    widths = []
+    for r in radii:
+        chord = np.convolve(2.0 * np.sqrt(np.clip(r**2 - x**2, 0, None)), kernel / kernel.sum(), mode="same")
+        widths.append(half_max_half_width(chord, x)[1])
+    return radii, np.array(widths)
+
+
+def _thick_slice_measurement(filled: np.ndarray, du: np.ndarray, dv: np.ndarray, r: float, psf_plane: np.ndarray,
+                             pixel_mm: float) -> tuple[float, float, float, float] | None:
+    """Radius, peak fraction, background and contrast of a root in a plane with strongly anisotropic blur.
+
+    ``du, dv``: plane coordinates (mm) relative to the blob centre; ``r``: first radius guess. The radius
+    comes from the profile along the fine PSF axis through the central chord (background: the darker of
+    its two flanks); the blur actually present across it (which depends on where the root lies between
+    slices) from the half-width of the profile across, summed over the root's width; the contrast is the
+    central peak above background divided by the peak fraction of a disc under that blur.
+    """
+    lam, vec = np.linalg.eigh(psf_plane)
+    fine, coarse = float(np.sqrt(lam[0])), float(np.sqrt(lam[1]))
+    a = du * vec[0, 0] + dv * vec[1, 0]  # along the fine direction
+    c = du * vec[0, 1] + dv * vec[1, 1]  # along the blurred direction
+    # the central chord is where the signal summed along the fine direction peaks across it (the blob
+    # centroid is off-centre across the blur when the root lies between slices)
+    across, summed = _profile(filled, c, (np.abs(a) <= r + fine) & (np.abs(c) <= r + 3.0 * coarse), pixel_mm)
+    c_best = float(across[np.argmax(ndimage.uniform_filter1d(summed, 3))])
+    reach = r + FLANK_GAP_SIGMAS * fine  # the blurred root along the fine direction; beyond it, the flanks
+    band = (np.abs(c - c_best) <= CENTRE_BAND_MM) & (np.abs(a) <= reach + FLANK_MM)
+    along, profile = _profile(filled, a, band, pixel_mm)
+    left, right = along < -reach, along > reach
+    if left.sum() < 2 or right.sum() < 2:
+        return None
+    # local background: the darker flank (the other may hold a neighbouring muscle or vessel)
+    b = float(min(np.median(profile[left]), np.median(profile[right])))
+    peak, half = half_max_half_width(profile - b, along)
+    if not np.isfinite(half):
+        return None
+    minor, _, _, fine_row = _table_rows(psf_plane)
+    r = half if half / minor > fine_row[-1] else float(np.interp(half / minor, fine_row, TABLE_RADII) * minor)
+    # blur across from the half-width of the across profile (a blurred projected disc)
+    _, half_across = half_max_half_width(summed - b, across - c_best)
+    radii, widths = projected_disc_table()
+    effective = coarse
+    if np.isfinite(half_across) and half_across > 0:
+        rho = np.interp(-half_across / r, -(widths / radii), radii)  # half-width / r falls as r / sigma grows
+        effective = float(np.clip(r / rho, 0.5 * coarse, 2.0 * coarse))
+    fraction = blurred_peak_fraction(r, vec @ np.diag([fine**2, effective**2]) @ vec.T)
+    return r, fraction, b, peak / fraction
 
 
 def centerline_tangents(points: np.ndarray, smooth_mm: float = 3.0) -> np.ndarray:
@@ -232,6 +355,13 @@ def cross_sections(
         r, peak_fraction = deblur(csa_hm[i], psf_plane)
         if _elongation(blob, uu, vv) > max_elongation * _expected_elongation(r, psf_plane):
             continue  # the blob runs into a neighbour (another root, a vessel): not a clean cross-section
+        if _aspect(psf_plane) >= ANISOTROPIC_ASPECT:
+            thick = _thick_slice_measurement(filled, uu - cu, vv - cv, r, psf_plane, pixel_mm)
+            if thick is None:
+                continue
+            r, peak_fraction, b, contrast = thick
+            peak = b + contrast * peak_fraction
+            background[i] = b
         csa[i] = np.pi * r**2
         signal[i] = b + (peak - b) / peak_fraction
         fraction[i] = peak_fraction
