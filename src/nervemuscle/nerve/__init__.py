@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nervemuscle.anatomy import ROOTS, SIDES, root_label
-from nervemuscle.nerve.csa import centerline_tangents, cross_sections
+from scipy.spatial import cKDTree
+
+from nervemuscle.nerve.csa import centerline_tangents, cross_sections, psf_covariance
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
 from nervemuscle.nerve.hessian import tubularity
 from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_near, find_exit_peaks,
@@ -41,10 +43,14 @@ MAX_POSTERIOR_COMPONENT = 0.5
 PATH_LATERAL_MM = 35.0
 #: A root exit must be at least this bright relative to muscle (normal roots are ~1.2-1.6x on T2 FS / STIR).
 ROOT_MIN_SIGNAL = 1.1
-#: Quality gates of the per-plane measurements over the extraforaminal segment: least fraction of planes
-#: measured, largest CSA interquartile range relative to the median; the mean CSA is trimmed by TRIM_PERCENT
-#: at both ends (planes where a neighbour slips into the half-maximum region).
-MIN_MEASURED_FRACTION = 0.5
+#: Quality gates of the per-plane measurements over the extraforaminal segment: cross-sections closer to
+#: another root than twice ROOT_RADIUS_MM plus NEIGHBOUR_PSF_WIDTHS widths of the PSF are not measured; at
+#: least MIN_PLANES cross-sections (1 mm apart) must be measured; largest CSA interquartile range relative to
+#: the median; the mean CSA is trimmed by TRIM_PERCENT at both ends (planes where a neighbour slips into the
+#: half-maximum region).
+ROOT_RADIUS_MM = 2.5
+NEIGHBOUR_PSF_WIDTHS = 1.5
+MIN_PLANES = 8
 MAX_CSA_SPREAD = 0.6
 TRIM_PERCENT = 15
 #: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
@@ -141,17 +147,26 @@ def _start_at_foramen(line: np.ndarray, canal: dict, side: str) -> np.ndarray | 
     return resample_polyline(np.concatenate([start[None], line[k:]]), 1.0)
 
 
-def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float]) -> tuple[dict | None, str]:
-    """CSA and signal over the extraforaminal window; ``(None, reason)`` when not measurable."""
+def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neighbours: cKDTree | None,
+             clearance_mm: float) -> tuple[dict | None, str]:
+    """CSA and signal over the extraforaminal window, on planes at least ``clearance_mm`` from the other
+    roots' centerlines (``neighbours``); ``(None, reason)`` when not measurable."""
     s = arc_length(line)
     sel = (s >= window[0]) & (s <= window[1])
     if sel.sum() < 0.5 * (window[1] - window[0]):
         return None, (f"root traced for {s[-1]:.0f} mm only; the {window[0]:.0f}-{window[1]:.0f} mm segment "
                       "is not measurable")
+    if neighbours is not None:
+        clear = sel & (neighbours.query(line)[0] >= clearance_mm)
+        if clear.sum() < MIN_PLANES:
+            return None, (f"another root lies within {clearance_mm:.0f} mm along the {window[0]:.0f}-"
+                          f"{window[1]:.0f} mm segment (only {clear.sum()} clear cross-sections)")
+        sel = clear
     cs = cross_sections(fluid, line[sel], tangents=centerline_tangents(line)[sel])
     good = np.isfinite(cs.csa_mm2) & np.isfinite(cs.signal)
-    if good.sum() < MIN_MEASURED_FRACTION * sel.sum():
-        return None, f"only {good.sum()} of {sel.sum()} cross-sections measurable (root touches neighbours)"
+    if good.sum() < MIN_PLANES:
+        return None, (f"only {good.sum()} of {sel.sum()} cross-sections measurable (the root's cross-section "
+                      "merges with a neighbour or is not a bright disc)")
     csa, sig = cs.csa_mm2[good], cs.signal[good]
     # the signal is deblurred by 1 / peak_fraction: prefer planes where that correction is mild
     mild = cs.peak_fraction[good] >= MILD_PEAK_FRACTION
@@ -218,33 +233,42 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     positive = response.data[response.data > 0]
     floor = 0.05 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
 
-    measured: dict[tuple[str, str], dict] = {}
     not_assessable: list[dict] = []
-    centerlines: dict[tuple[str, str], np.ndarray] = {}
+    traced: dict[tuple[str, str], tuple[np.ndarray, str]] = {}
     for segment in ROOTS:
         for side in SIDES:
             key = f"{segment}_{side}"
             points = np.asarray(manual.get(key, []), float)
             source = "landmarks" if len(points) else "automatic"
             if len(points) >= 2:
-                line = resample_polyline(points, 1.0)
-            else:
-                seed = points[0] if len(points) == 1 else (np.asarray(named[key]["point_mm"]) if key in named else None)
-                if seed is None:
-                    not_assessable.append({"item": f"{segment} {side}", "reason": "root exit not found in the field of view"})
-                    continue
-                seed_response = float(named[key]["response"]) if key in named else floor * 3
-                line = _trace_root(response, canal, seed, side, max(0.1 * seed_response, floor))
-                line = _start_at_foramen(line, canal, side)
-                if line is None:
-                    not_assessable.append({"item": f"{segment} {side}", "reason": "root could not be followed out of the foramen"})
-                    continue
-            values, reason = _measure(fluid, line, window)
-            if values is None:
-                not_assessable.append({"item": f"{segment} {side}", "reason": reason})
+                traced[(segment, side)] = resample_polyline(points, 1.0), source
                 continue
-            centerlines[(segment, side)] = line
-            measured[(segment, side)] = {**values, "source": source}
+            seed = points[0] if len(points) == 1 else (np.asarray(named[key]["point_mm"]) if key in named else None)
+            if seed is None:
+                not_assessable.append({"item": f"{segment} {side}", "reason": "root exit not found in the field of view"})
+                continue
+            seed_response = float(named[key]["response"]) if key in named else floor * 3
+            line = _trace_root(response, canal, seed, side, max(0.1 * seed_response, floor))
+            line = _start_at_foramen(line, canal, side)
+            if line is None:
+                not_assessable.append({"item": f"{segment} {side}", "reason": "root could not be followed out of the foramen"})
+                continue
+            traced[(segment, side)] = line, source
+
+    # a plane is measured only where no other root is near enough to blur into it
+    clearance = 2.0 * ROOT_RADIUS_MM + NEIGHBOUR_PSF_WIDTHS * float(np.sqrt(np.linalg.eigvalsh(psf_covariance(fluid))[-1]))
+    measured: dict[tuple[str, str], dict] = {}
+    centerlines: dict[tuple[str, str], np.ndarray] = {}
+    for (segment, side), (line, source) in traced.items():
+        others = [other for k, (other, _) in traced.items() if k != (segment, side)]
+        neighbours = cKDTree(np.concatenate(others)) if others else None
+        values, reason = _measure(fluid, line, window, neighbours, clearance)
+        if values is None:
+            not_assessable.append({"item": f"{segment} {side}", "reason": reason})
+            continue
+        centerlines[(segment, side)] = line
+        measured[(segment, side)] = {**values, "source": source}
+    not_assessable.sort(key=lambda n: (ROOTS.index(n["item"].split()[0]), SIDES.index(n["item"].split()[1])))
 
     ratios = {k: v["signal"] / muscle_reference for k, v in measured.items()}
     normal_ratio, normal_method = normal_nerve_ratio(list(ratios.values()), protocol)
