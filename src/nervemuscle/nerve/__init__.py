@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from nervemuscle.nerve.csa import centerline_tangents, cross_sections, psf_covariance
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
 from nervemuscle.nerve.hessian import tubularity
-from nervemuscle.nerve.landmarks import (canal_centre, detect_canal, find_exit_near, find_exit_peaks,
+from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near, find_exit_peaks,
                                          level_heights, load_landmarks, name_levels, side_sign,
                                          validate_landmarks)
 from nervemuscle.nerve.reference import estimate_muscle_reference
@@ -50,7 +50,7 @@ ROOT_MIN_SIGNAL = 1.1
 #: half-maximum region).
 ROOT_RADIUS_MM = 2.5
 NEIGHBOUR_PSF_WIDTHS = 1.5
-MIN_PLANES = 8
+MIN_PLANES = 5
 MAX_CSA_SPREAD = 0.6
 TRIM_PERCENT = 15
 #: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
@@ -226,6 +226,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                                       min_response=PREDICTED_EXIT_MIN_RESPONSE * float(np.median(found)))
                 if near is not None:
                     named[f"{segment}_{side}"] = {**near, "predicted": True}
+    named = align_exit_depths(named, response, work, canal, min_signal=local_muscle)
     if muscle_reference is None:
         muscle_reference, reference_method = local_muscle, local_method
     else:

@@ -99,6 +99,8 @@ EXIT_AP_MM = (0.0, 25.0)
 #: an exit belongs to a level when within LEVEL_TOLERANCE_MM of its height.
 LEVEL_SPACING_MM = (12.0, 25.0)
 LEVEL_TOLERANCE_MM = 4.5
+#: Exits deeper or shallower than the median exit by more than this (mm) are searched again.
+EXIT_DEPTH_TOLERANCE_MM = 6.0
 #: Ladders explaining at least this fraction of the best one's candidate strength count as equally good.
 LADDER_NEAR_BEST = 0.9
 
@@ -259,6 +261,31 @@ def name_levels(exits: dict[str, list[dict]], heights: np.ndarray, *,
             if near:
                 named[f"{segment}_{side}"] = max(near, key=lambda c: c["response"])
     return named
+
+
+def align_exit_depths(named: dict[str, dict], response: Volume, image: Volume, canal: dict, *, min_signal: float,
+                      tolerance_mm: float = EXIT_DEPTH_TOLERANCE_MM) -> dict[str, dict]:
+    """Re-search exits lying far in front of or behind the others.
+
+    The foramina of C5..T1 line up at about the same depth relative to the canal, so an exit whose
+    anterior offset differs from the median of the exits (with at least 4 of them) by more than
+    ``tolerance_mm`` has picked another tubular structure (a vessel, a facet joint); it is searched again at
+    its level within ``tolerance_mm`` of that median depth, and kept as it was when nothing is found there.
+    """
+    if len(named) < 4:
+        return named
+    depth = {key: c["point_mm"][1] - canal_centre(canal, c["point_mm"][2])[1] for key, c in named.items()}
+    usual = float(np.median(list(depth.values())))
+    out = dict(named)
+    for key, cand in named.items():
+        if abs(depth[key] - usual) <= tolerance_mm:
+            continue
+        again = find_exit_near(response, image, canal, key.split("_")[1], cand["point_mm"][2], min_signal=min_signal,
+                               min_response=0.0, window_mm=3.0,
+                               ap_mm=(usual - tolerance_mm, usual + tolerance_mm))
+        if again is not None and again["response"] > 0:
+            out[key] = {**again, "predicted": cand.get("predicted", False)}
+    return out
 
 
 def load_landmarks(path: str | Path) -> dict:
