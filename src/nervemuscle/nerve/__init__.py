@@ -1,9 +1,15 @@
 """Nerve analysis: find roots C5-T1 on both sides, measure CSA and T2 signal, grade.
 
-Steps (:func:`analyze_nerves`): spinal canal centre line on the fluid image; a RAS-aligned 1 mm working
-grid around the canal; multi-scale Hessian tubularity there; root exits beside the canal named C5..T1;
-each root tracked from its exit inferolaterally; CSA and signal measured on planes perpendicular to the
-centerline over the extraforaminal segment ``protocol.nerve.measure_from_foramen_mm``; grades.
+Steps (:func:`analyze_nerves`): spinal canal centre line on the fluid image; a RAS-aligned 1.5 mm working
+grid around the canal; multi-scale Hessian tubularity there; root exits beside the canal, named C5..T1 on a
+regular ladder of levels one vertebral height apart (a level missed on one side is searched again at its
+predicted height; an exit far off the usual foramen depth is searched again at that depth); each root
+tracked from its exit inferolaterally; then CSA and signal measured on planes perpendicular to the
+centerline over the extraforaminal segment ``protocol.nerve.measure_from_foramen_mm``, only where no other
+root is close enough to blur into the plane (C8 and T1 converge into the lower trunk); grades.
+
+On thick 2D slices the radius comes from the well-resolved in-plane direction and the root is taken as
+round (:mod:`nervemuscle.nerve.csa`).
 """
 from __future__ import annotations
 
