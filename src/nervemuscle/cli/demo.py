@@ -1,6 +1,7 @@
 """``nervemuscle demo``: the whole study on the built-in virtual cohort (what ``make demo`` runs)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import typer
 def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, kind: str, workers: int) -> dict:
     """Simulate the cohort (once), analyse every exam with Dask (resumable), then pool the cohort.
 
-    Each step reuses finished work, so a re-run only redoes what changed.
+    Each step reuses finished work, so a re-run only redoes what changed. The automated findings are also
+    compared with the phantom's ground truth (``study/truth_agreement.json``).
     """
     from nervemuscle.batch import analyze_batch
     from nervemuscle.phantom import simulate_cohort
     from nervemuscle.stats import format_paper_comparison, run_cohort
+    from nervemuscle.stats.truth import format_truth_agreement, truth_agreement
 
     cohort_dir = out / "cohort"
     if not (cohort_dir / "clinical.csv").exists():
@@ -30,6 +33,13 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     results = run_cohort(out / "findings", cohort_dir / "clinical.csv", out / "study")
     typer.echo("")
     typer.echo(format_paper_comparison(results))
+    typer.echo("")
+    agreement = truth_agreement(out / "findings", cohort_dir)
+    target = out / "study" / "truth_agreement.json"
+    partial = target.with_name(f".{target.name}.tmp")
+    partial.write_text(json.dumps(agreement, indent=2))
+    partial.replace(target)
+    typer.echo(format_truth_agreement(agreement))
     typer.echo("")
     typer.echo(f"Study report: {(out / 'study' / 'report.html').resolve()}")
     return results
