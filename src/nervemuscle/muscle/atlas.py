@@ -1,15 +1,22 @@
 """Shoulder-girdle atlas: label and tissue maps of normal anatomy in a canonical frame, and its registration.
 
 Canonical frame (mm): ``xc = (x - x_mid) / s`` (lateral scale ``s``), ``yc = y - ty``,
-``zc = z - tz``, plus a per-side vertical shift ``dz_side`` for the shoulder (``|xc| >= LATERAL_MM``),
-because the shoulders rise and drop independently of the neck. ``x_mid`` is the body's centroid, the
-other four parameters are found by :func:`register` (coordinate search maximising the agreement of
-the exam's T1 tissue classes with the atlas tissue map).
+``zc = z - tz``. ``x_mid`` is the body's centroid; ``s``, ``ty``, ``tz`` and the shoulder drop of each
+side, ``dz_left`` and ``dz_right`` (mm, + = lower), are found by :func:`register` (coordinate search
+maximising the agreement of the exam's T1 tissue classes with the atlas tissue map).
+
+The shoulders rise and drop independently of the neck and chest wall, and a drop is not a rigid
+shift: the humeral head, acromion, supraspinatus and deltoid move with the shoulder while the lower
+scapular muscles stretch and the chest wall stays. So the atlas is built at several shoulder drops
+(:data:`DROP_BANK_MM`); each side of the exam is looked up in the member nearest to its drop, and the
+remainder (at most half a bank step inside the bank's range) is applied as a vertical shift of the
+shoulder (``|xc| >= LATERAL_MM``).
 
 The shipped atlas ``nervemuscle/data/muscle_atlas.npz`` is built by ``python -m nervemuscle.muscle.atlas``
 from the normal anatomy of phantom subjects ``make_subject("normal", seed)`` (seeds
 :data:`ATLAS_SEEDS`, never an analysed exam): each subject's labels are painted on the canonical
-grid through its own known body parameters, and the majority label per voxel is kept. It holds
+grid through its own known body parameters (width, antero-posterior shift; both shoulders set to the
+member's drop), and the majority label per voxel is kept. It holds
 
 * ``labels``: 0 background, 1..16 graded muscles (``MUSCLE_CLASSES`` order), 17 other non-fat tissue;
 * ``nearest``: the nearest of classes 1..17 for every voxel (Voronoi fill), used to assign muscle
@@ -17,10 +24,12 @@ grid through its own known body parameters, and the majority label per voxel is 
 * ``tissue``: T1 tissue class expected from the labels (0 outside, 1 dark, 2 muscle-like, 3 fat,
   255 ambiguous) used for registration;
 
-one set per subcutaneous fat thickness in :data:`FAT_BANK_MM` (``fat_mm``).
+one set per subcutaneous fat thickness in :data:`FAT_BANK_MM` (``fat_mm``) and shoulder drop in
+:data:`DROP_BANK_MM`, stored as ``{kind}_{fat index}_{drop index}`` and decompressed on first use.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -41,6 +50,9 @@ ATLAS_SEEDS = tuple(range(1001, 1005))
 #: major) lie deeper under a thicker fat layer, so one atlas is built per thickness and registration
 #: picks the one that agrees best with the exam.
 FAT_BANK_MM = (7.0, 9.0, 11.0, 13.0)
+#: Shoulder drops (mm, + = lower) of the atlas bank, spanning those of the atlas population.
+DROP_BANK_MM = (-6.0, -3.0, 0.0, 3.0, 6.0)
+KINDS = ("labels", "nearest", "tissue")
 VOXEL_MM = 2.0
 ORIGIN = np.array([-230.0, -160.0, -135.0])
 SHAPE = (231, 156, 121)
@@ -51,18 +63,28 @@ _FAT = ("subcutaneous_fat", "intermuscular_fat")
 _AMBIGUOUS = ("marrow", "nerve_trunk", "disc")
 
 
-@dataclass
 class Atlas:
-    labels: np.ndarray
-    nearest: np.ndarray
-    tissue: np.ndarray
-    fat_mm: float = float("nan")
+    """The atlas of one subcutaneous fat thickness: ``labels``, ``nearest`` and ``tissue`` arrays of
+    every member of :data:`DROP_BANK_MM`, read from ``arrays`` (mapping ``kind_drop-index`` ->
+    array, e.g. an open ``.npz``) on first use."""
+
+    def __init__(self, arrays, fat_mm: float, drops: tuple[float, ...] = DROP_BANK_MM):
+        self._arrays, self._cache = arrays, {}
+        self.fat_mm, self.drops = float(fat_mm), tuple(float(d) for d in drops)
+
+    def array(self, kind: str, member: int) -> np.ndarray:
+        """The flat ``kind`` array (see module notes) of drop member ``member``."""
+        key = f"{kind}_{member}"
+        if key not in self._cache:
+            self._cache[key] = np.ascontiguousarray(self._arrays[key]).reshape(-1)
+        return self._cache[key]
 
     @property
     def body_centroid_y(self) -> float:
         """Mean canonical y of the atlas body (initial antero-posterior alignment)."""
         if not hasattr(self, "_centroid_y"):
-            profile = (self.tissue > 0).sum(axis=(0, 2))
+            level = self.array("tissue", int(np.argmin(np.abs(self.drops)))).reshape(SHAPE)
+            profile = (level > 0).sum(axis=(0, 2))
             self._centroid_y = float(ORIGIN[1] + VOXEL_MM * (profile * np.arange(SHAPE[1])).sum() / profile.sum())
         return self._centroid_y
 
@@ -78,17 +100,26 @@ class Transform:
     dz_left: float = 0.0
     dz_right: float = 0.0
 
-    def flat_index(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flat index into the canonical grid (nearest voxel) of world points, and whether it is inside."""
+    def members(self, drops: tuple[float, ...]) -> dict[str, int]:
+        """Per side, the index of the bank drop nearest to this transform's shoulder drop."""
+        bank = np.asarray(drops)
+        return {side: int(np.argmin(np.abs(bank - getattr(self, f"dz_{side}")))) for side in SIDES}
+
+    def flat_index(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, drops: tuple[float, ...] = (0.0,)
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat index into the canonical grid (nearest voxel) of world points, whether it is inside, and
+        whether the point is on the right side (looked up in the right shoulder's member of ``drops``)."""
         xc = (x - np.float32(self.x_mid)) * np.float32(1.0 / self.s)
-        shift = np.where(xc >= LATERAL_MM, np.float32(self.dz_right),
-                         np.where(xc <= -LATERAL_MM, np.float32(self.dz_left), np.float32(0.0)))
+        member = self.members(drops)
+        rest = {side: np.float32(getattr(self, f"dz_{side}") - drops[member[side]]) for side in SIDES}
+        shift = np.where(xc >= LATERAL_MM, rest["right"],
+                         np.where(xc <= -LATERAL_MM, rest["left"], np.float32(0.0)))
         inv = np.float32(1.0 / VOXEL_MM)
         ix = np.rint((xc - np.float32(ORIGIN[0])) * inv).astype(np.int32)
         iy = np.rint((y - np.float32(self.ty + ORIGIN[1])) * inv).astype(np.int32)
         iz = np.rint((z + shift - np.float32(self.tz + ORIGIN[2])) * inv).astype(np.int32)
         inside = ((ix >= 0) & (ix < SHAPE[0]) & (iy >= 0) & (iy < SHAPE[1]) & (iz >= 0) & (iz < SHAPE[2]))
-        return (ix * SHAPE[1] + iy) * SHAPE[2] + iz, inside
+        return (ix * SHAPE[1] + iy) * SHAPE[2] + iz, inside, xc >= 0
 
 
 def class_of_label() -> np.ndarray:
@@ -120,25 +151,40 @@ def canonical_axes() -> list[np.ndarray]:
     return [ORIGIN[a] + VOXEL_MM * np.arange(SHAPE[a]) for a in range(3)]
 
 
-def lookup(volume: np.ndarray, transform: Transform, points: tuple[np.ndarray, ...], fill: int = 0) -> np.ndarray:
-    """Nearest-voxel values of an atlas array at world ``points`` (x, y, z arrays); ``fill`` outside."""
-    flat, inside = transform.flat_index(*points)
-    out = np.take(volume.reshape(-1), flat, mode="clip")
+def lookup(atlas: Atlas, kind: str, transform: Transform, points: tuple[np.ndarray, ...], fill: int = 0
+           ) -> np.ndarray:
+    """Nearest-voxel values of the atlas's ``kind`` array at world ``points`` (x, y, z arrays), each side
+    from the member of its shoulder drop; ``fill`` outside the atlas grid."""
+    flat, inside, right = transform.flat_index(*points, atlas.drops)
+    member = transform.members(atlas.drops)
+    out = np.take(atlas.array(kind, member["left"]), flat, mode="clip")
+    if member["right"] != member["left"]:
+        out[right] = np.take(atlas.array(kind, member["right"]), flat[right], mode="clip")
     out[~inside] = fill
     return out
+
+
+class _Members:
+    """``kind_member`` -> array of one fat thickness of an open atlas file (see module notes)."""
+
+    def __init__(self, npz, fat_index: int):
+        self._npz, self._fat = npz, fat_index
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        kind, member = key.rsplit("_", 1)
+        return self._npz[f"{kind}_{self._fat}_{member}"]
 
 
 @lru_cache(maxsize=1)
 def load_atlas_bank() -> tuple[Atlas, ...]:
     """The shipped atlases, one per subcutaneous fat thickness (see module notes)."""
-    with resources.files("nervemuscle.data").joinpath(ATLAS_FILE).open("rb") as fh:
-        z = np.load(fh)
-        return tuple(Atlas(labels=z["labels"][i], nearest=z["nearest"][i], tissue=z["tissue"][i],
-                           fat_mm=float(z["fat_mm"][i])) for i in range(len(z["fat_mm"])))
+    npz = np.load(io.BytesIO(resources.files("nervemuscle.data").joinpath(ATLAS_FILE).read_bytes()))
+    drops = tuple(float(d) for d in npz["drop_mm"])
+    return tuple(Atlas(_Members(npz, i), fat_mm=float(f), drops=drops) for i, f in enumerate(npz["fat_mm"]))
 
 
 def _score(atlas: Atlas, points: tuple[np.ndarray, ...], classes: np.ndarray, t: Transform) -> float:
-    expected = lookup(atlas.tissue, t, points, fill=0)
+    expected = lookup(atlas, "tissue", t, points, fill=0)
     valid = expected != 255
     return float(np.mean(expected[valid] == classes[valid]))
 
@@ -192,17 +238,18 @@ FINE_SEARCH = {"tz": np.arange(-3, 3.1, 1.0), "ty": np.arange(-1.5, 1.6, 0.5), "
 def expected_volumes_ml(atlas: Atlas, points: tuple[np.ndarray, ...], voxel_ml: float, t: Transform) -> dict:
     """Normal volume of each muscle inside the exam's field of view: atlas label voxels mapped from
     every exam voxel (``points``: world x, y, z of all exam voxels)."""
-    cls = lookup(atlas.labels, t, points, fill=0)
+    cls = lookup(atlas, "labels", t, points, fill=0)
     counts = np.bincount(cls, minlength=OTHER_CLASS + 1)
     return {key: float(counts[i + 1] * voxel_ml) for i, key in enumerate(MUSCLE_CLASSES)}
 
 
-def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM) -> dict[str, np.ndarray]:
-    """Majority labels of normal phantom subjects on the canonical grid, one atlas per fat thickness.
+def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM, drop_bank=DROP_BANK_MM) -> dict[str, np.ndarray]:
+    """Majority labels of normal phantom subjects on the canonical grid, one atlas per fat thickness
+    and shoulder drop (keys ``{kind}_{fat index}_{drop index}``, plus ``fat_mm`` and ``drop_mm``).
 
     Each subject's own body parameters (width, antero-posterior shift) map it into the canonical
-    frame; its shoulders are levelled (drop 0) and its subcutaneous fat thickness is set to the bank
-    value.
+    frame; both its shoulders are set to the member's drop and its subcutaneous fat thickness to the
+    member's thickness.
     """
     from dataclasses import replace
 
@@ -217,28 +264,29 @@ def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM) -> dict[str, np.ndarray
     classes = class_of_label()
     tissue_lut = tissue_of_label()
     tissue_lut[tissue_lut == 255] = 4
-    out = {"labels": [], "nearest": [], "tissue": [], "fat_mm": np.asarray(fat_bank, float)}
-    for fat_mm in fat_bank:
-        votes = np.zeros((OTHER_CLASS + 1, *SHAPE), np.uint8)
-        tissue_votes = np.zeros((5, *SHAPE), np.uint8)
-        for seed in seeds:
-            # level shoulders: the per-side shift of the exam is then measured against level anatomy
-            p = replace(make_subject("normal", seed).body, fat_mm=float(fat_mm), shoulder_drop={"left": 0.0, "right": 0.0})
-            anatomy = build_anatomy(p, root_csa, {}, {})
-            labels = render_labels(anatomy.structures, xs * p.width, ys + p.y_shift, zs)
-            cls, tis = classes[labels], tissue_lut[labels]
-            for c in range(OTHER_CLASS + 1):
-                votes[c] += cls == c
-            for c in range(5):
-                tissue_votes[c] += tis == c
-        labels = votes.argmax(axis=0).astype(np.uint8)
-        tissue = tissue_votes.argmax(axis=0).astype(np.uint8)
-        tissue[tissue == 4] = 255
-        _, idx = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        out["labels"].append(labels)
-        out["nearest"].append(labels[idx[0], idx[1], idx[2]])
-        out["tissue"].append(tissue)
-    return {k: np.stack(v) if isinstance(v, list) else v for k, v in out.items()}
+    out = {"fat_mm": np.asarray(fat_bank, float), "drop_mm": np.asarray(drop_bank, float)}
+    for i, fat_mm in enumerate(fat_bank):
+        for j, drop in enumerate(drop_bank):
+            votes = np.zeros((OTHER_CLASS + 1, *SHAPE), np.uint8)
+            tissue_votes = np.zeros((5, *SHAPE), np.uint8)
+            for seed in seeds:
+                p = replace(make_subject("normal", seed).body, fat_mm=float(fat_mm),
+                            shoulder_drop={"left": float(drop), "right": float(drop)})
+                anatomy = build_anatomy(p, root_csa, {}, {})
+                labels = render_labels(anatomy.structures, xs * p.width, ys + p.y_shift, zs)
+                cls, tis = classes[labels], tissue_lut[labels]
+                for c in range(OTHER_CLASS + 1):
+                    votes[c] += cls == c
+                for c in range(5):
+                    tissue_votes[c] += tis == c
+            labels = votes.argmax(axis=0).astype(np.uint8)
+            tissue = tissue_votes.argmax(axis=0).astype(np.uint8)
+            tissue[tissue == 4] = 255
+            _, idx = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+            out[f"labels_{i}_{j}"] = labels
+            out[f"nearest_{i}_{j}"] = labels[idx[0], idx[1], idx[2]]
+            out[f"tissue_{i}_{j}"] = tissue
+    return out
 
 
 def main() -> None:

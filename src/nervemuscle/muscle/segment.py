@@ -59,7 +59,7 @@ def parcellate(image: Volume, tissues: Tissues, transform: atlas_mod.Transform, 
     candidates = tissues.body & (data >= 0.5 * m) & (data < a - 0.1 * (a - m))
     idx = np.nonzero(candidates)
     values = data[idx]
-    nearest = atlas_mod.lookup(atlas.nearest, transform, world_points(image, idx), fill=0)
+    nearest = atlas_mod.lookup(atlas, "nearest", transform, world_points(image, idx), fill=0)
     labels = np.zeros(data.shape, np.uint8)
     for _ in range(2):
         keep = values < upper[nearest]
