@@ -10,8 +10,9 @@ References (also returned in :attr:`MuscleAnalysis.reference`):
   on a fluid-sensitive series, so the reference stays right as long as a quarter of the muscles
   are unaffected (a minority of edematous muscles cannot pull it up).
 * **Atrophy.** See :func:`nervemuscle.muscle.grading.volume_losses`; the reference volume of each
-  muscle is the volume the registered atlas (normal anatomy, scaled to the exam's body width and
-  shoulder height) puts inside this exam's field of view (:mod:`nervemuscle.muscle.atlas`).
+  muscle is the volume the registered atlas (normal anatomy, scaled to the exam's body width, at each
+  shoulder's height) puts inside this exam's field of view, calibrated per muscle for body width
+  on normal calibration subjects (:mod:`nervemuscle.muscle.atlas`).
 * **Fat fraction.** Dixon when given, else T1 signal (:mod:`nervemuscle.muscle.fat`), with the T1
   reference muscle signal = median T1 signal of the muscles without edema and the edema effect on
   T1-weighted signal divided out (two passes: fat fraction -> T2 ratios -> fat fraction -> T2 ratios).
@@ -261,7 +262,8 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         "t1_muscle_signal": found["t1_muscle"],
         "t1_adipose_signal": tissues.adipose_signal,
         "atrophy_reference": "partial-volume corrected volume relative to the registered atlas volume in the "
-                             "field of view, divided by the square root of the contralateral muscle's relative "
+                             "field of view (atlas at each shoulder's drop, calibrated per muscle for body width "
+                             "on normal calibration subjects), divided by the square root of the contralateral muscle's relative "
                              "volume unless that one is atrophic (geometric mean of the atlas and contralateral "
                              "estimates of the normal volume)",
         "reference_volumes_ml": {f"{m}_{s}": round(v, 1) for (m, s), v in ref_volumes.items()},

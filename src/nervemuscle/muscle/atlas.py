@@ -25,7 +25,17 @@ member's drop), and the majority label per voxel is kept. It holds
   255 ambiguous) used for registration;
 
 one set per subcutaneous fat thickness in :data:`FAT_BANK_MM` (``fat_mm``) and shoulder drop in
-:data:`DROP_BANK_MM`, stored as ``{kind}_{fat index}_{drop index}`` and decompressed on first use.
+:data:`DROP_BANK_MM`, stored as ``{kind}_{fat index}_{drop index}`` and decompressed on first use;
+and ``volume_calibration`` (see :func:`calibrate_volumes`).
+
+Reference volumes. The atlas label volume inside the exam's field of view is not yet the normal
+volume: the lateral scale ``s`` stretches every muscle with the body width although muscle bulk does
+not follow width in proportion (more so for the round deltoid and scapular muscles than for the long
+supraspinatus and the trapezius and pectoral sheets), and the majority vote shrinks thin shells. So
+each muscle's atlas volume is multiplied by ``exp(a + b ln s)``, with ``a`` and ``b`` fitted per muscle
+by least squares on calibration subjects (:data:`CALIBRATION_SEEDS`, normal, never analysed, never
+in the atlas): their simulated T1 exam is registered like any exam and their exactly known normal
+volumes in the field of view are compared with the atlas volumes.
 """
 from __future__ import annotations
 
@@ -46,6 +56,8 @@ OTHER_CLASS = 17
 LATERAL_MM = 70.0
 ATLAS_FILE = "muscle_atlas.npz"
 ATLAS_SEEDS = tuple(range(1001, 1005))
+#: Normal phantom subjects that calibrate the reference volumes (see module notes).
+CALIBRATION_SEEDS = tuple(range(1005, 1021))
 #: Subcutaneous fat thicknesses (mm) of the atlas bank: the superficial muscles (trapezius, pectoralis
 #: major) lie deeper under a thicker fat layer, so one atlas is built per thickness and registration
 #: picks the one that agrees best with the exam.
@@ -68,9 +80,11 @@ class Atlas:
     every member of :data:`DROP_BANK_MM`, read from ``arrays`` (mapping ``kind_drop-index`` ->
     array, e.g. an open ``.npz``) on first use."""
 
-    def __init__(self, arrays, fat_mm: float, drops: tuple[float, ...] = DROP_BANK_MM):
+    def __init__(self, arrays, fat_mm: float, drops: tuple[float, ...] = DROP_BANK_MM,
+                 volume_calibration: np.ndarray | None = None):
         self._arrays, self._cache = arrays, {}
         self.fat_mm, self.drops = float(fat_mm), tuple(float(d) for d in drops)
+        self.volume_calibration = volume_calibration
 
     def array(self, kind: str, member: int) -> np.ndarray:
         """The flat ``kind`` array (see module notes) of drop member ``member``."""
@@ -175,12 +189,18 @@ class _Members:
         return self._npz[f"{kind}_{self._fat}_{member}"]
 
 
+def bank_from_arrays(arrays) -> tuple[Atlas, ...]:
+    """Atlases, one per subcutaneous fat thickness, from the arrays of :func:`build_atlas` (or its file)."""
+    drops = tuple(float(d) for d in arrays["drop_mm"])
+    calibration = np.asarray(arrays["volume_calibration"]) if "volume_calibration" in arrays else None
+    return tuple(Atlas(_Members(arrays, i), fat_mm=float(f), drops=drops, volume_calibration=calibration)
+                 for i, f in enumerate(arrays["fat_mm"]))
+
+
 @lru_cache(maxsize=1)
 def load_atlas_bank() -> tuple[Atlas, ...]:
     """The shipped atlases, one per subcutaneous fat thickness (see module notes)."""
-    npz = np.load(io.BytesIO(resources.files("nervemuscle.data").joinpath(ATLAS_FILE).read_bytes()))
-    drops = tuple(float(d) for d in npz["drop_mm"])
-    return tuple(Atlas(_Members(npz, i), fat_mm=float(f), drops=drops) for i, f in enumerate(npz["fat_mm"]))
+    return bank_from_arrays(np.load(io.BytesIO(resources.files("nervemuscle.data").joinpath(ATLAS_FILE).read_bytes())))
 
 
 def _score(atlas: Atlas, points: tuple[np.ndarray, ...], classes: np.ndarray, t: Transform) -> float:
@@ -189,7 +209,8 @@ def _score(atlas: Atlas, points: tuple[np.ndarray, ...], classes: np.ndarray, t:
     return float(np.mean(expected[valid] == classes[valid]))
 
 
-def register(points: tuple[np.ndarray, ...], classes: np.ndarray, x_mid: float) -> tuple[Transform, Atlas]:
+def register(points: tuple[np.ndarray, ...], classes: np.ndarray, x_mid: float,
+             bank: tuple[Atlas, ...] | None = None) -> tuple[Transform, Atlas]:
     """Fit the exam -> atlas transform by coordinate search.
 
     Parameters
@@ -200,13 +221,15 @@ def register(points: tuple[np.ndarray, ...], classes: np.ndarray, x_mid: float) 
         Their T1 tissue classes (0 outside, 1 dark, 2 muscle-like, 3 fat).
     x_mid : float
         Body midline (world x, mm).
+    bank : tuple of Atlas, optional
+        The atlas bank (default: the shipped one, :func:`load_atlas_bank`).
 
     Returns
     -------
     Transform, Atlas
         The transform and the member of the atlas bank that fits best.
     """
-    bank = load_atlas_bank()
+    bank = bank or load_atlas_bank()
     atlas = bank[len(bank) // 2]
     t = Transform(x_mid=x_mid)
     t.ty = float(points[1][classes > 0].mean() - atlas.body_centroid_y)
@@ -237,10 +260,44 @@ FINE_SEARCH = {"tz": np.arange(-3, 3.1, 1.0), "ty": np.arange(-1.5, 1.6, 0.5), "
 
 def expected_volumes_ml(atlas: Atlas, points: tuple[np.ndarray, ...], voxel_ml: float, t: Transform) -> dict:
     """Normal volume of each muscle inside the exam's field of view: atlas label voxels mapped from
-    every exam voxel (``points``: world x, y, z of all exam voxels)."""
+    every exam voxel (``points``: world x, y, z of all exam voxels), times the atlas's volume
+    calibration (see module notes) when it has one."""
     cls = lookup(atlas, "labels", t, points, fill=0)
     counts = np.bincount(cls, minlength=OTHER_CLASS + 1)
-    return {key: float(counts[i + 1] * voxel_ml) for i, key in enumerate(MUSCLE_CLASSES)}
+    factor = {name: 1.0 for name in MUSCLES}
+    if atlas.volume_calibration is not None:
+        factor = {name: float(np.exp(a + b * np.log(t.s))) for name, (a, b) in zip(MUSCLES, atlas.volume_calibration)}
+    return {(m, s): float(counts[i + 1] * voxel_ml * factor[m]) for i, (m, s) in enumerate(MUSCLE_CLASSES)}
+
+
+def calibrate_volumes(bank: tuple[Atlas, ...], seeds=CALIBRATION_SEEDS) -> np.ndarray:
+    """Per muscle (``MUSCLES`` order) the coefficients ``(a, b)`` of the reference-volume calibration
+    ``exp(a + b ln s)`` (see module notes), from the normal phantom subjects ``seeds``."""
+    from nervemuscle.muscle.grid import world_points
+    from nervemuscle.muscle.measure import voxel_volume_mm3
+    from nervemuscle.muscle.segment import fit_atlas
+    from nervemuscle.muscle.tissue import classify
+    from nervemuscle.phantom import acquire, make_subject
+    from nervemuscle.phantom.acquisition import ACQUISITIONS, series_grid
+    from nervemuscle.phantom.truth import muscle_volumes_ml
+
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in MUSCLES}
+    for seed in seeds:
+        subject = make_subject("normal", seed)
+        t1, _ = acquire(subject, "t1_axial")
+        normal = muscle_volumes_ml(subject.anatomy, series_grid(subject, ACQUISITIONS["t1_axial"]).bounds)
+        t, atlas = fit_atlas(t1, classify(t1), bank)
+        raw = Atlas(atlas._arrays, atlas.fat_mm, atlas.drops)
+        ref = expected_volumes_ml(raw, world_points(t1), voxel_volume_mm3(t1) / 1000.0, t)
+        for (m, side), v in ref.items():
+            true = normal.get(muscle_label(m, side), 0.0)
+            if v > 0 and true > 0:
+                rows[m].append((float(np.log(t.s)), float(np.log(true / v))))
+    out = np.zeros((len(MUSCLES), 2))
+    for i, name in enumerate(MUSCLES):
+        x, y = np.array(rows[name]).T
+        out[i] = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), y, rcond=None)[0]
+    return out
 
 
 def build_atlas(seeds=ATLAS_SEEDS, fat_bank=FAT_BANK_MM, drop_bank=DROP_BANK_MM) -> dict[str, np.ndarray]:
@@ -296,6 +353,8 @@ def main() -> None:
     import nervemuscle.data as data
 
     arrays = build_atlas()
+    arrays["volume_calibration"] = calibrate_volumes(bank_from_arrays(arrays))
+    print("volume calibration (a, b) per muscle:", dict(zip(MUSCLES, np.round(arrays["volume_calibration"], 3).tolist())))
     path = Path(data.__file__).parent / ATLAS_FILE
     np.savez_compressed(path, **arrays)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

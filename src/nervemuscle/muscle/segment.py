@@ -35,8 +35,10 @@ def tissue_classes(image: Volume, tissues: Tissues) -> np.ndarray:
     return cls
 
 
-def fit_atlas(image: Volume, tissues: Tissues) -> tuple[atlas_mod.Transform, atlas_mod.Atlas]:
-    """Register the atlas bank to the exam (see :func:`nervemuscle.muscle.atlas.register`)."""
+def fit_atlas(image: Volume, tissues: Tissues, bank: tuple[atlas_mod.Atlas, ...] | None = None
+              ) -> tuple[atlas_mod.Transform, atlas_mod.Atlas]:
+    """Register the atlas bank (default: the shipped one) to the exam (see
+    :func:`nervemuscle.muscle.atlas.register`)."""
     cls = tissue_classes(image, tissues)
     st = REGISTRATION_STRIDE
     sub = cls[::st, ::st, :]
@@ -45,7 +47,7 @@ def fit_atlas(image: Volume, tissues: Tissues) -> tuple[atlas_mod.Transform, atl
     points = world_points(image, (idx[0] * st, idx[1] * st, idx[2]))
     classes = sub[idx]
     x_mid = float(points[0][classes > 0].mean())
-    return atlas_mod.register(points, classes, x_mid)
+    return atlas_mod.register(points, classes, x_mid, bank)
 
 
 def parcellate(image: Volume, tissues: Tissues, transform: atlas_mod.Transform, atlas: atlas_mod.Atlas) -> Volume:
