@@ -58,6 +58,8 @@ ROOT_RADIUS_MM = 2.5
 NEIGHBOUR_PSF_WIDTHS = 1.5
 MIN_PLANES = 5
 MAX_CSA_SPREAD = 0.6
+#: Planes whose CSA is more than this factor above or below the root's median are left out.
+MAX_PLANE_FACTOR = 3.0
 TRIM_PERCENT = 15
 #: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
 #: are 5 or more of them (thin roots lying between thick slices need large, error-prone corrections).
@@ -173,13 +175,16 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
     if good.sum() < MIN_PLANES:
         return None, (f"only {good.sum()} of {sel.sum()} cross-sections measurable (the root's cross-section "
                       "merges with a neighbour or is not a bright disc)")
-    csa, sig = cs.csa_mm2[good], cs.signal[good]
-    # the signal is deblurred by 1 / peak_fraction: prefer planes where that correction is mild
-    mild = cs.peak_fraction[good] >= MILD_PEAK_FRACTION
-    sig = sig[mild] if mild.sum() >= 5 else sig
+    csa, sig, fraction = cs.csa_mm2[good], cs.signal[good], cs.peak_fraction[good]
     q1, median, q3 = np.percentile(csa, [25, 50, 75])
     if (q3 - q1) > MAX_CSA_SPREAD * median:
         return None, f"cross-sections inconsistent along the root (CSA interquartile range {q3 - q1:.1f} mm2)"
+    # a plane several times the root's median CSA has a vessel or muscle merged in (or lost the root)
+    plausible = (csa <= MAX_PLANE_FACTOR * median) & (csa >= median / MAX_PLANE_FACTOR)
+    csa, sig, fraction = csa[plausible], sig[plausible], fraction[plausible]
+    # the signal is deblurred by 1 / peak_fraction: prefer planes where that correction is mild
+    mild = fraction >= MILD_PEAK_FRACTION
+    sig = sig[mild] if mild.sum() >= 5 else sig
     low, high = np.percentile(csa, [TRIM_PERCENT, 100 - TRIM_PERCENT])
     kept = (csa >= low) & (csa <= high)
     csa_mean = float(np.mean(csa[kept]))
