@@ -7,12 +7,14 @@ import pytest
 
 from nervemuscle.anatomy import muscle_label
 from nervemuscle.errors import BadInputError
+from nervemuscle.muscle import atlas as atlas_mod
 from nervemuscle.muscle.external import canonical_muscle, onnx_labels, relabel
 from nervemuscle.muscle.fat import ADIPOSE_FAT_FRACTION, dixon_fat_fraction, t1_fat_fraction
 from nervemuscle.muscle.grading import goutallier, grade_muscle, mercuri, volume_losses
 from nervemuscle.muscle.grid import resample_to
 from nervemuscle.muscle.measure import axial_csa_mm2, label_means, label_volumes_ml
 from nervemuscle.muscle.nnunet import export_nnunet, nnunet_classes
+from nervemuscle.muscle.segment import reassign_fragments
 from nervemuscle.protocol import default_protocol
 from nervemuscle.volume import Volume
 
@@ -211,3 +213,35 @@ def test_echo_time_is_read_from_every_metadata_style():
     assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {"attributes": {"EchoTime": 70.0}})) == 70.0
     assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {"EchoTime": 0.07})) == pytest.approx(70.0)
     assert _echo_time_ms(Volume(np.zeros((2, 2, 2)), grid, {})) is None
+
+
+def test_detached_pieces_go_to_the_label_they_touch():
+    lab = np.zeros((30, 20, 6), dtype=np.uint8)
+    lab[2:12, 2:12, 1:5] = DELTOID_L                  # deltoid body
+    lab[15:28, 2:12, 1:5] = SUPRA_R                   # supraspinatus body
+    lab[13:15, 4:8, 2:4] = DELTOID_L                  # deltoid piece cut off from its body, touching supraspinatus
+    lab[20:22, 15:18, 2:4] = DELTOID_L                # isolated piece touching nothing
+    out = reassign_fragments(lab, [DELTOID_L, SUPRA_R])
+    assert (out[2:12, 2:12, 1:5] == DELTOID_L).all() and (out[15:28, 2:12, 1:5] == SUPRA_R).all()
+    assert (out[13:15, 4:8, 2:4] == SUPRA_R).all()
+    assert (out[20:22, 15:18, 2:4] == 0).all()
+
+
+def test_each_shoulder_is_looked_up_in_the_member_of_its_drop():
+    shape = atlas_mod.SHAPE
+    arrays = {"drop_mm": np.array([-3.0, 0.0, 3.0]), "fat_mm": np.array([9.0])}
+    for member in range(3):
+        for kind in atlas_mod.KINDS:
+            arrays[f"{kind}_0_{member}"] = np.full(shape, member + 1, np.uint8)
+    (atlas,) = atlas_mod.bank_from_arrays(arrays)
+    t = atlas_mod.Transform(x_mid=0.0, dz_left=-5.0, dz_right=3.0)
+    x = np.array([-150.0, -20.0, 20.0, 150.0], np.float32)
+    y = np.zeros(4, np.float32)
+    z = np.ones(4, np.float32)
+    # left side -> member -3 (index 0), right side -> member +3 (index 2)
+    np.testing.assert_array_equal(atlas_mod.lookup(atlas, "labels", t, (x, y, z)), [1, 1, 3, 3])
+    # the remainder of the drop (left -2 mm = one atlas voxel, right 0) shifts only the shoulder (|xc| >= 70 mm)
+    flat, inside, right = t.flat_index(x, y, z, atlas.drops)
+    iz = flat % shape[2]
+    assert inside.all() and list(right) == [False, False, True, True]
+    assert list(iz - iz[1]) == [-1, 0, 0, 0]

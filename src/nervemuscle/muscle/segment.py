@@ -7,6 +7,8 @@
 4. Fatty muscle is brighter than normal muscle, so in a second pass each muscle's upper intensity
    limit is moved to halfway between its own mean T1 signal and adipose tissue (the majority-tissue
    boundary of a fatty muscle against fat), and the assignment is repeated.
+5. Each muscle keeps its largest connected body; detached pieces go to the muscle they border most
+   (:func:`reassign_fragments`).
 """
 from __future__ import annotations
 
@@ -72,4 +74,42 @@ def parcellate(image: Volume, tissues: Tissues, transform: atlas_mod.Transform, 
             s = means[int(code)]
             if s is not None:
                 upper[i + 1] = max(m + 0.5 * (a - m), s + 0.5 * (a - s))
-    return image.with_data(labels)
+    return image.with_data(reassign_fragments(labels, [int(c) for c in class_codes[1:]]))
+
+
+def reassign_fragments(labels: np.ndarray, codes: list[int]) -> np.ndarray:
+    """Each label kept as its largest 3-D connected component; every other piece goes to the label it
+    borders most (face neighbours), or to background when it borders no other label.
+
+    A muscle is one connected body. Pieces of a neighbouring muscle that fall inside a muscle's atlas
+    territory (typically where an atrophic muscle left room, filled by fat) are cut off from that
+    muscle's body and touch their own muscle.
+    """
+    out = labels.copy()
+    n_labels = int(labels.max()) + 1
+    boxes = ndimage.find_objects(labels, max_label=max(codes))
+    for code in codes:
+        box = boxes[code - 1]
+        if box is None:
+            continue
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        sub = labels[box]
+        comp, n = ndimage.label(sub == code)
+        if n < 2:
+            continue
+        sizes = np.bincount(comp.ravel())
+        sizes[0] = 0
+        comp[comp == sizes.argmax()] = 0          # the body stays; comp now numbers the fragments
+        votes = np.zeros((n + 1, n_labels), np.int64)
+        for axis in range(3):
+            for a, b in ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))):
+                here = [slice(None)] * 3
+                there = [slice(None)] * 3
+                here[axis], there[axis] = a, b
+                piece, neighbour = comp[tuple(here)], sub[tuple(there)]
+                hit = (piece > 0) & (neighbour > 0) & (neighbour != code)
+                np.add.at(votes, (piece[hit], neighbour[hit]), 1)
+        target = np.where(votes.any(axis=1), votes.argmax(axis=1), 0)
+        fragment = comp > 0
+        out[box][fragment] = target[comp[fragment]]
+    return out
