@@ -185,7 +185,7 @@ def first_render(base: str, reader: str, repeats: int = 3) -> dict:
     n_bytes = sum(len(client.get(s["url"]).content) for s in read["series"] if s["kind"] == "image")
     download = time.perf_counter() - t
     client.close()
-    times = []
+    times, downloaded = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for _ in range(repeats):
@@ -198,11 +198,14 @@ def first_render(base: str, reader: str, repeats: int = 3) -> dict:
             page.wait_for_url("**/worklist")
             page.goto(f"{base}/read/{read['read_id']}")
             page.wait_for_function("window.nmTiming && window.nmTiming.firstRender !== null", timeout=120000)
-            times.append(page.evaluate("window.nmTiming.firstRender") / 1000)
+            timing = page.evaluate("window.nmTiming")
+            times.append(timing["firstRender"] / 1000)
+            downloaded.append(max(timing["downloaded"]) / 1000)
             context.close()
         browser.close()
     return {"shape": read["series"][0]["shape"], "volume_bytes": n_bytes, "first_render_s": times,
-            "first_render_median_s": float(np.median(times)), "httpx_download_s": download,
+            "first_render_median_s": float(np.median(times)), "browser_downloaded_s": downloaded,
+            "httpx_download_s": download,
             "render_to_download_ratio": float(np.median(times) / download)}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
 from nervemuscle.errors import BadInputError
-from nervemuscle.reader.exams import blinded_nifti_bytes, discover_exams, resolve_inside
+from nervemuscle.reader.exams import discover_exams, display_copy, resolve_inside
 from nervemuscle.volume import Volume
 
 PASSWORD = "correct horse battery"
@@ -185,15 +185,37 @@ def test_resolve_inside_refuses_traversal_and_symlinks(tmp_path):
         resolve_inside(root, "link")
 
 
-def test_served_nifti_loses_identifying_header_text(tmp_path):
+def test_display_copy_drops_header_text_keeps_geometry_and_values(tmp_path):
     folder = write_exam(tmp_path, "E1", descrip="ALS patient Smith")
-    cleaned = blinded_nifti_bytes(folder / "series" / "t1.nii.gz")
-    out = tmp_path / "clean.nii.gz"
-    out.write_bytes(cleaned)
-    img = nib.load(out)
-    assert img.header["descrip"].tobytes().strip(b"\x00") == b""
-    np.testing.assert_allclose(img.get_fdata(), nib.load(folder / "series" / "t1.nii.gz").get_fdata(), rtol=1e-6)
-    assert blinded_nifti_bytes(folder / "series" / "t2fs.nii.gz") is None
+    source = nib.load(folder / "series" / "t1.nii.gz")
+    copy = display_copy(folder / "series" / "t1.nii.gz", tmp_path / "cache")
+    img = nib.load(copy)
+    assert copy.suffix == ".nii" and img.header["descrip"].tobytes().strip(b"\x00") == b""
+    assert not img.header.extensions
+    np.testing.assert_array_equal(img.affine, source.affine)
+    data = source.get_fdata()  # float32 series -> int16 with slope/intercept, within one grey step
+    assert source.get_data_dtype() == np.float32 and img.get_data_dtype() == np.int16
+    np.testing.assert_allclose(img.get_fdata(), data, atol=(data.max() - data.min()) / 65534)
+    assert display_copy(folder / "series" / "t1.nii.gz", tmp_path / "cache") == copy  # made once
+    assert list((tmp_path / "cache").iterdir()) == [copy]  # no temporary file left behind
+
+
+def test_display_copy_of_labels_is_exact_uint8(tmp_path):
+    labels = np.zeros((6, 5, 4), np.int16)
+    labels[1:3, 2:4, 1] = 45
+    labels[4, 0, 3] = 21
+    nib.save(nib.Nifti1Image(labels, np.diag([0.8, 0.8, 3.0, 1.0])), tmp_path / "labels.nii.gz")
+    img = nib.load(display_copy(tmp_path / "labels.nii.gz", tmp_path / "cache"))
+    assert img.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), labels)
+
+
+def test_vendored_niivue_carries_the_gradient_patch():
+    """viewer.js relies on the local ``skipGradientTexture`` option (see vendor/NIIVUE_VERSION)."""
+    from importlib import resources
+
+    bundle = resources.files("nervemuscle.reader").joinpath("static/vendor/niivue.umd.js").read_text()
+    assert "this.gradientTexture=this.opts.skipGradientTexture?this.gradientTexture:" in bundle
 
 
 class running_server:

@@ -7,13 +7,13 @@ import json
 import secrets
 from collections.abc import Iterator
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
+from nibabel.filebasedimages import ImageFileError
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -23,7 +23,7 @@ from nervemuscle.anatomy import label_names
 from nervemuscle.errors import BadInputError
 from nervemuscle.reader import auth
 from nervemuscle.reader.agreement import AUTOMATED, agreement_table
-from nervemuscle.reader.exams import blinded_nifti_bytes, discover_exams, resolve_inside
+from nervemuscle.reader.exams import discover_exams, display_copy, resolve_inside
 from nervemuscle.reader.forms import allowed_grades, automated_grades, build_form, form_as_dict
 from nervemuscle.reader.models import (Assignment, AuditEntry, Exam, LoginSession, Read, ReadGrade,
                                        ReadingSession, Series, User, utcnow)
@@ -120,7 +120,7 @@ def _iso(t: datetime | None) -> str | None:
 def read_payload(db: Session, read: Read) -> dict[str, Any]:
     session = db.get(ReadingSession, read.session_id)
     series = [{"id": s.id, "role": s.role, "kind": s.kind, "shape": s.shape,
-               "url": f"/api/reads/{read.id}/series/{s.id}/{s.role}.nii.gz"} for s in read.exam.series]
+               "url": f"/api/reads/{read.id}/series/{s.id}/{s.role}.nii"} for s in read.exam.series]
     return {"read_id": read.id, "case": case_label(read, session.blinded), "session": session.name,
             "form": form_as_dict(session.protocol), "comment": read.comment,
             "grades": [{"item": g.item, "scale": g.scale, "grade": g.grade} for g in read.grades],
@@ -221,15 +221,11 @@ def submit_read(read_id: int, user: User = Depends(current_user), db: Session = 
     return {"read_id": read.id, "submitted_at": read.submitted_at.isoformat()}
 
 
-@lru_cache(maxsize=8)
-def _blinded_bytes(path: str, mtime_ns: int) -> bytes | None:
-    return blinded_nifti_bytes(path)
-
-
 @router.get("/reads/{read_id}/series/{series_id}/{filename}")
-def get_series(read_id: int, series_id: int, filename: str, user: User = Depends(current_user),
+def get_series(read_id: int, series_id: int, filename: str, request: Request, user: User = Depends(current_user),
                db: Session = Depends(get_db, scope="function")) -> Response:
-    """A series of the caller's read as NIfTI (header free text and extensions stripped)."""
+    """A series of the caller's read as its uncompressed display copy (:func:`exams.display_copy`: small
+    integers, header free text and extensions stripped), made at import or on first request."""
     read = own_read(db, read_id, user)
     series = db.get(Series, series_id)
     if series is None or series.exam_pk != read.exam_pk:
@@ -237,11 +233,8 @@ def get_series(read_id: int, series_id: int, filename: str, user: User = Depends
     path = Path(series.path)
     if not path.is_file():
         raise HTTPException(410, "series file is gone from the data root")
-    cleaned = _blinded_bytes(str(path), path.stat().st_mtime_ns)
-    headers = {"Cache-Control": "private, max-age=3600"}
-    if cleaned is not None:
-        return Response(cleaned, media_type="application/gzip", headers=headers)
-    return FileResponse(path, media_type="application/octet-stream", headers=headers)
+    copy = display_copy(path, request.app.state.display_cache)
+    return FileResponse(copy, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
 
 
 # ---------------------------------------------------------------- admin endpoints
@@ -279,9 +272,12 @@ class ImportIn(BaseModel):
 
 
 @router.post("/admin/exams/import")
-def import_exams(body: ImportIn, request: Request, admin: User = Depends(require_admin),
+def import_exams(body: ImportIn, request: Request, background: BackgroundTasks, admin: User = Depends(require_admin),
                  db: Session = Depends(get_db, scope="function")) -> dict[str, Any]:
-    """Import one exam folder or a cohort folder; ``path`` is relative to (and must stay inside) the data root."""
+    """Import one exam folder or a cohort folder; ``path`` is relative to (and must stay inside) the data root.
+
+    The series' display copies are made after the response is sent, so readers' first loads find them ready.
+    """
     root = request.app.state.settings.data_root
     try:
         folder = resolve_inside(root, body.path)
@@ -299,7 +295,18 @@ def import_exams(body: ImportIn, request: Request, admin: User = Depends(require
         exam.series = [Series(role=s.role, kind=s.kind, path=str(s.path), shape=list(s.shape)) for s in ex.series]
         imported.append(ex.exam_id)
     audit(db, admin, None, "import", new=f"{body.path}: {len(imported)} exam(s)")
+    background.add_task(make_display_copies, [s.path for ex in found for s in ex.series],
+                        request.app.state.display_cache)
     return {"imported": imported}
+
+
+def make_display_copies(paths: list[Path], cache_dir: Path) -> None:
+    """:func:`exams.display_copy` of every path (a file that fails here fails again, with its 500, on request)."""
+    for path in paths:
+        try:
+            display_copy(path, cache_dir)
+        except (OSError, ValueError, ImageFileError):
+            continue
 
 
 @router.post("/admin/exams/{exam_id}/findings")

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nervemuscle.protocol import load_protocol
@@ -41,6 +42,9 @@ class ReaderSettings:
         Largest request body accepted (413 above).
     secure_cookies : bool
         Mark cookies ``Secure`` (set when served over HTTPS).
+    cache_dir : Path, optional
+        Where the viewer's display copies of the series are kept (default: ``nervemuscle-reader-cache`` next
+        to a SQLite database, else in the working folder).
     """
 
     db_url: str = field(default_factory=default_url)
@@ -48,6 +52,16 @@ class ReaderSettings:
     protocol_path: Path | None = None
     max_upload_bytes: int = 2 * 1024 * 1024
     secure_cookies: bool = False
+    cache_dir: Path | None = None
+
+    def display_cache(self) -> Path:
+        """The display-copy folder (:attr:`cache_dir` or its default)."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        url = make_url(self.db_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).resolve().parent / "nervemuscle-reader-cache"
+        return Path.cwd() / "nervemuscle-reader-cache"
 
 
 class BodyLimit:
@@ -88,6 +102,7 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
     app.state.read_sessions = (session_factory(make_engine(settings.db_url, writer=False))
                                if engine.dialect.name == "sqlite" else app.state.sessions)
     app.state.protocol = load_protocol(settings.protocol_path)
+    app.state.display_cache = settings.display_cache()
     app.state.findings_schema = json.loads(
         resources.files("nervemuscle.schema").joinpath("findings.schema.json").read_text())
     templates = Jinja2Templates(directory=str(PACKAGE.joinpath("templates")))

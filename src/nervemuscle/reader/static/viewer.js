@@ -4,7 +4,7 @@
   const t0 = performance.now();
   const root = document.querySelector(".read");
   const readId = root.dataset.readId;
-  const timing = window.nmTiming = {start: t0, loaded: [], firstRender: null};
+  const timing = window.nmTiming = {start: t0, downloaded: [], loaded: [], firstRender: null};
   const $ = s => document.querySelector(s);
   const PAIR_PREFERENCE = [["t1"], ["t2fs", "stir", "dixon_water", "other"]];
 
@@ -35,14 +35,19 @@
   async function download(url) {
     const res = await fetch(url, {credentials: "same-origin"});
     if (!res.ok) throw new Error(`${res.status} loading an image`);
-    return res.arrayBuffer();
+    const buffer = await res.arrayBuffer();
+    timing.downloaded.push(performance.now() - t0);
+    return buffer;
   }
 
   async function openViewer(i, image, labels, names, total, buffers) {
     // 2D slices only (no volume-rendering tile), radiological convention (patient right on screen left).
+    // skipGradientTexture (local Niivue patch, see vendor/NIIVUE_VERSION): no blur + Sobel pass over the whole
+    // volume, which only 3D rendering uses (seconds under a software renderer).
     const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], crosshairColor: [1, 0.8, 0, 1], isColorbar: false,
                                   show3Dcrosshair: false, dragAndDropEnabled: false, isRadiologicalConvention: true,
-                                  sliceType: niivue.SLICE_TYPE.AXIAL, multiplanarShowRender: niivue.SHOW_RENDER.NEVER});
+                                  sliceType: niivue.SLICE_TYPE.AXIAL, multiplanarShowRender: niivue.SHOW_RENDER.NEVER,
+                                  skipGradientTexture: true});
     await nv.attachToCanvas($(`#gl${i}`));
     let shown = false;
     nv.onImageLoaded = () => {  // first volume (the image) of this viewer; the label overlay follows
@@ -55,11 +60,11 @@
       }
     };
     $(`#cap-${i}`).textContent = image.role.toUpperCase() + " · " + image.shape.join("×");
-    const name = `${image.role}.nii.gz`;
+    const name = `${image.role}.nii`;  // display copies are uncompressed
     await nv.addVolumeFromUrl({url: name, name, buffer: await buffers.get(image.id)});
     if (labels) {
       const buffer = (await buffers.get(labels.id)).slice(0);  // each viewer owns its copy
-      await nv.addVolumeFromUrl({url: "labels.nii.gz", name: "labels.nii.gz", buffer, opacity: 0});
+      await nv.addVolumeFromUrl({url: "labels.nii", name: "labels.nii", buffer, opacity: 0});
       nv.volumes[1].setColormapLabel(labelLut(names));
       nv.updateGLVolume();
     }
@@ -70,9 +75,11 @@
   async function startViewers(read) {
     const pair = pickSeries(read.series);
     const labels = read.series.find(s => s.kind === "labels");
-    // Download every volume once, while WebGL starts; Niivue gets the bytes, not the URL.
+    // Download every volume once, while WebGL starts; Niivue gets the bytes, not the URL. The viewers open one
+    // after the other: both WebGL contexts share one GPU thread, and the first image shows sooner.
     const buffers = new Map([...pair, labels].filter(Boolean).map(s => [s.id, download(s.url)]));
-    const viewers = await Promise.all(pair.map((image, i) => openViewer(i, image, labels, read.label_names, pair.length, buffers)));
+    const viewers = [];
+    for (const [i, image] of pair.entries()) viewers.push(await openViewer(i, image, labels, read.label_names, pair.length, buffers));
     if (viewers.length === 2) {
       viewers[0].broadcastTo([viewers[1]], {"2d": true, "3d": true});
       viewers[1].broadcastTo([viewers[0]], {"2d": true, "3d": true});
