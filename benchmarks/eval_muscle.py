@@ -2,8 +2,9 @@
 
 Usage: ``python -m benchmarks.eval_muscle [--als 12] [--mmn 4] [--normal 6] [--seed0 1] [--dixon]``.
 Exams are simulated with ``make_subject`` + ``acquire`` (axial T1 + axial T2 fat-sat, the paper's
-protocol; ``--dixon`` adds the 3D Dixon and measures fat from it). Seeds never overlap the atlas
-seeds (``nervemuscle.muscle.atlas.ATLAS_SEEDS``).
+protocol; ``--dixon`` adds the 3D Dixon and measures fat from it). Normal seeds never overlap those
+that built the atlas or calibrated its reference volumes (``ATLAS_SEEDS``, ``CALIBRATION_SEEDS`` of
+``nervemuscle.muscle.atlas``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import argparse
 import json
 import time
 
-from nervemuscle.muscle.atlas import ATLAS_SEEDS
+from nervemuscle.muscle.atlas import ATLAS_SEEDS, CALIBRATION_SEEDS
 
 
 def simulate(phenotype: str, seed: int, dixon: bool = False):
@@ -38,8 +39,8 @@ def evaluate(specs: list[tuple[str, int]], dixon: bool = False, progress: bool =
     protocol = default_protocol()
     exams, seconds = [], []
     for phenotype, seed in specs:
-        if seed in ATLAS_SEEDS and phenotype == "normal":
-            raise ValueError(f"seed {seed} was used to build the atlas")
+        if seed in ATLAS_SEEDS + CALIBRATION_SEEDS and phenotype == "normal":
+            raise ValueError(f"normal seed {seed} was used to build or calibrate the atlas")
         t1, fluid, dix, truth, labels = simulate(phenotype, seed, dixon)
         t0 = time.perf_counter()
         result = analyze_muscles(t1, fluid, protocol, dixon=dix)
