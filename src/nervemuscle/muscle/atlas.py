@@ -354,7 +354,8 @@ def main() -> None:
 
     arrays = build_atlas()
     arrays["volume_calibration"] = calibrate_volumes(bank_from_arrays(arrays))
-    print("volume calibration (a, b) per muscle:", dict(zip(MUSCLES, np.round(arrays["volume_calibration"], 3).tolist())))
+    calibration = dict(zip(MUSCLES, np.round(arrays["volume_calibration"], 3).tolist()))
+    print(f"volume calibration (a, b) per muscle: {calibration}")
     path = Path(data.__file__).parent / ATLAS_FILE
     np.savez_compressed(path, **arrays)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
