@@ -297,3 +297,10 @@ def test_pages_render_for_their_roles(env, study):
     page = r1.get(f"/read/{r1.get('/api/worklist').json()[0]['read_id']}").text
     assert "/static/vendor/niivue.umd.js" in page and 'name="csrf-token"' in page
     assert r1.get("/static/vendor/niivue.umd.js").status_code == 200
+
+
+def test_security_headers_on_pages_api_static_and_errors(env, study):
+    r1 = client_for(env, "r1")
+    for r in (r1.get("/worklist"), r1.get("/api/worklist"), r1.get("/static/reader.css"), r1.get("/api/reads/999999")):
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "same-origin"

@@ -10,7 +10,7 @@ from benchmarks.bench_reader_load import api_load, create_reading_session, login
 @pytest.mark.slow
 def test_twenty_concurrent_readers(tmp_path):
     db_url, data = prepare_study(tmp_path, n_readers=20, exam_shapes=[(32, 32, 8), (32, 32, 8)])
-    with served(db_url, data) as base:
+    with served(db_url, data) as (base, _pid):
         create_reading_session(base, n_readers=20, n_exams=2)
         result = api_load(base, n_readers=20, n_requests=6)
         assert result["requests"] == 120 and result["errors"] == 0

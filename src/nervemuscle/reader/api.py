@@ -5,7 +5,7 @@ import csv
 import io
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,22 +33,25 @@ EXPORT_COLUMNS = ("exam_id", "reader", "item", "scale", "grade", "submitted_at")
 
 # ---------------------------------------------------------------- dependencies
 
-def get_read_db(request: Request) -> Iterator[Session]:
+# The dependencies that do no blocking I/O are ``async``: FastAPI runs a sync dependency in the thread pool, and
+# every hop there and back costs more than the work itself (the endpoint and the session lookup still go there).
+
+async def get_read_db(request: Request) -> AsyncIterator[Session]:
     """A read-only session (deferred transactions on SQLite): authentication and GET requests."""
-    db = request.app.state.read_sessions()
+    db = request.app.state.read_sessions()  # connects lazily, in the thread that first queries
     try:
         yield db
     finally:
         db.close()
 
 
-def get_db(request: Request, read_db: Session = Depends(get_read_db, scope="function")) -> Iterator[Session]:
+async def get_db(request: Request, read_db: Session = Depends(get_read_db, scope="function")) -> AsyncIterator[Session]:
     """The endpoint's session: the read session for GET, else one write transaction per request.
 
     The write transaction is committed when the endpoint returns (rolled back on error) and, used with
     ``scope="function"``, before the response is sent: a client's next request always sees what its
     previous one wrote. Authentication runs on the read session, so a writer holds SQLite's write turn
-    only while the endpoint itself works.
+    only while the endpoint itself works (the commit itself is short: WAL with ``synchronous=NORMAL``).
     """
     if request.method in ("GET", "HEAD"):
         yield read_db
@@ -65,18 +68,18 @@ def get_db(request: Request, read_db: Session = Depends(get_read_db, scope="func
 
 
 def login_session(request: Request, db: Session = Depends(get_read_db, scope="function")) -> LoginSession:
-    """The caller's live session; 401 without one."""
+    """The caller's live session (its user loaded with it); 401 without one."""
     found = auth.session_for(db, request.cookies.get(auth.SESSION_COOKIE))
     if found is None:
         raise HTTPException(401, "login required")
     return found
 
 
-def current_user(session: LoginSession = Depends(login_session)) -> User:
+async def current_user(session: LoginSession = Depends(login_session)) -> User:
     return session.user
 
 
-def require_admin(user: User = Depends(current_user)) -> User:
+async def require_admin(user: User = Depends(current_user)) -> User:
     if user.role != "admin":
         raise HTTPException(403, "admin only")
     return user

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from nervemuscle.reader.models import LoginAttempt, LoginSession, User, utcnow
 
@@ -95,10 +95,11 @@ def open_session(db: Session, user: User) -> str:
 
 
 def session_for(db: Session, token: str | None) -> LoginSession | None:
-    """The live session of a cookie token, or ``None`` (unknown or expired)."""
+    """The live session of a cookie token with its user, or ``None`` (unknown or expired)."""
     if not token:
         return None
-    found = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash(token)))
+    found = db.scalar(select(LoginSession).options(joinedload(LoginSession.user))
+                      .where(LoginSession.token_hash == token_hash(token)))
     if found is None or _aware(found.expires_at) < utcnow():
         return None
     return found
