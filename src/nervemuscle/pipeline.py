@@ -10,22 +10,19 @@ Series choice (recorded with its reason in findings ``sequences``):
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nervemuscle.errors import BadInputError, NotAssessableError, OutputError
+from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.findings import build_findings, validate_findings, write_findings
+from nervemuscle.outputs import atomic_output_dir
 from nervemuscle.protocol import load_protocol
 from nervemuscle.volume import Volume
 
@@ -280,39 +277,6 @@ def analyze(
     return ExamAnalysis(exam_id=findings["exam_id"], findings=findings, protocol=protocol, choice=choice,
                         muscle_labels=muscle_labels, nerve_labels=nerve_labels, exam_info=_exam_info(exam),
                         timings=timings)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a fresh temp folder beside ``out_dir``; on success it replaces ``out_dir`` by renames.
-
-    On failure the temp folder is removed and ``out_dir`` is left as it was.
-    """
-    out_dir = Path(out_dir).absolute()
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder ({exc.strerror or exc})", out_dir) from None
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output is an ordinary folder
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, old / "previous")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = True,

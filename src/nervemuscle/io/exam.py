@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ from nervemuscle.errors import BadInputError, OutputError
 from nervemuscle.io import dicom, nifti
 from nervemuscle.io.classify import classify_series
 from nervemuscle.io.series import ROLES, Exam, Series
+from nervemuscle.outputs import atomic_output_dir
 
 
 #: NIfTI file stems that are label maps or masks, not images.
@@ -179,53 +177,29 @@ def write_ingest(exam: Exam, out_dir, deidentify: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise OutputError("output exists and is not a folder", out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        with atomic_output_dir(out, error="cannot write output") as tmp:
+            records, used = [], set()
+            for index, series in enumerate(exam.series):
+                number = series.number if series.number is not None else index + 1
+                split = re.findall(r"\.((?:ori|te|type|dwi)\d+)", series.uid)
+                name = f"{number}_{safe_name(series.description)}" + "".join(f"_{part}" for part in split)
+                base, k = name, 2
+                while name in used:
+                    name, k = f"{base}_{k}", k + 1
+                used.add(name)
+                series.volume.save(tmp / f"{name}.nii.gz")
+                records.append(series_record(series, f"{name}.nii.gz", deidentify))
+            summary = {
+                "exam": exam.path.name if deidentify else str(exam.path.resolve()),
+                "n_series": len(records),
+                "n_ignored_files": exam.n_ignored_files,
+                "warnings": exam.warnings,
+                "deidentified": deidentify,
+                "patient": {} if deidentify else exam.patient,
+                "series": records,
+            }
+            (tmp / "series.json").write_text(json.dumps(summary, indent=2))
     except OSError as exc:
         raise OutputError(f"cannot write output ({exc.strerror or exc})", out) from None
-    try:
-        records, used = [], set()
-        for index, series in enumerate(exam.series):
-            number = series.number if series.number is not None else index + 1
-            split = re.findall(r"\.((?:ori|te|type|dwi)\d+)", series.uid)
-            name = f"{number}_{safe_name(series.description)}" + "".join(f"_{part}" for part in split)
-            base, k = name, 2
-            while name in used:
-                name, k = f"{base}_{k}", k + 1
-            used.add(name)
-            series.volume.save(tmp / f"{name}.nii.gz")
-            records.append(series_record(series, f"{name}.nii.gz", deidentify))
-        summary = {
-            "exam": exam.path.name if deidentify else str(exam.path.resolve()),
-            "n_series": len(records),
-            "n_ignored_files": exam.n_ignored_files,
-            "warnings": exam.warnings,
-            "deidentified": deidentify,
-            "patient": {} if deidentify else exam.patient,
-            "series": records,
-        }
-        (tmp / "series.json").write_text(json.dumps(summary, indent=2))
-        os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write output ({exc.strerror or exc})", out) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``; an existing ``final`` is swapped out first and removed afterwards."""
-    if not final.exists():
-        tmp.rename(final)
-        return
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    final.rename(old)
-    try:
-        tmp.rename(final)
-    except OSError:
-        old.rename(final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import numpy as np
 from nervemuscle.anatomy import MUSCLES, SIDES, muscle_label
 from nervemuscle.errors import BadInputError, OutputError
 from nervemuscle.muscle.grid import resample_to
+from nervemuscle.outputs import atomic_output_dir
 from nervemuscle.volume import Volume
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -82,35 +81,24 @@ def export_nnunet(exams: list[tuple[str, list[Volume], Volume]], out_dir: str | 
     out_dir = Path(out_dir)
     final = out_dir / f"Dataset{dataset_id:03d}_{name}"
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
+        with atomic_output_dir(final, error="cannot create the dataset folder") as tmp:
+            (tmp / "imagesTr").mkdir()
+            (tmp / "labelsTr").mkdir()
+            for case, channels, labels in exams:
+                for i, image in enumerate(channels):
+                    on_grid = resample_to(image, labels, order=1)
+                    Volume(on_grid.data.astype(np.float32), labels.affine).save(tmp / "imagesTr" / f"{case}_{i:04d}.nii.gz")
+                Volume(to_nnunet_labels(labels.data), labels.affine).save(tmp / "labelsTr" / f"{case}.nii.gz")
+            dataset = {
+                "channel_names": channel_names,
+                "labels": nnunet_classes(),
+                "numTraining": len(exams),
+                "file_ending": ".nii.gz",
+                "name": name,
+                "description": "nervemuscle shoulder-girdle muscles (graded muscles, both sides)",
+                "nervemuscle_codes": {n: muscle_label(*n.rsplit("_", 1)) for n in nnunet_classes() if n != "background"},
+            }
+            (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))
     except OSError as exc:
-        raise OutputError(f"cannot create the dataset folder ({exc.strerror})", out_dir) from None
-    try:
-        (tmp / "imagesTr").mkdir()
-        (tmp / "labelsTr").mkdir()
-        for case, channels, labels in exams:
-            for i, image in enumerate(channels):
-                on_grid = resample_to(image, labels, order=1)
-                Volume(on_grid.data.astype(np.float32), labels.affine).save(tmp / "imagesTr" / f"{case}_{i:04d}.nii.gz")
-            Volume(to_nnunet_labels(labels.data), labels.affine).save(tmp / "labelsTr" / f"{case}.nii.gz")
-        dataset = {
-            "channel_names": channel_names,
-            "labels": nnunet_classes(),
-            "numTraining": len(exams),
-            "file_ending": ".nii.gz",
-            "name": name,
-            "description": "nervemuscle shoulder-girdle muscles (graded muscles, both sides)",
-            "nervemuscle_codes": {n: muscle_label(*n.rsplit("_", 1)) for n in nnunet_classes() if n != "background"},
-        }
-        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write the nnU-Net dataset ({exc.strerror})", final) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

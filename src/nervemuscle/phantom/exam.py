@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from nervemuscle.errors import OutputError
+from nervemuscle.outputs import atomic_output_dir
 from nervemuscle.phantom.acquisition import ACQUISITIONS, acquire
 from nervemuscle.phantom.dicom_writer import VENDORS, deterministic_uid, series_description, write_series
 from nervemuscle.phantom.subject import make_subject, subject_rng
@@ -24,17 +22,6 @@ EXAM_KINDS = {
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text.replace(": ", "_"))
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temp folder into place, replacing an older copy only after success."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{tmp.name}")
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendor: str | None = None,
@@ -73,13 +60,8 @@ def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendo
         raise ValueError(f"vendor must be one of {VENDORS}, got {vendor!r}")
     exam_id = exam_id or subject.id
     patient = {"name": f"PHANTOM^{exam_id}", "id": exam_id, **(patient or {})}
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{exam_id}-", dir=out_dir))
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder ({exc.strerror})", out_dir) from None
-    try:
+    final = Path(out_dir) / exam_id
+    with atomic_output_dir(final) as tmp:
         study_uid = deterministic_uid("study", exam_id, phenotype, seed, kind)
         frame_uid = deterministic_uid("frame", exam_id, phenotype, seed)
         acquisitions = list(EXAM_KINDS[kind])
@@ -112,9 +94,4 @@ def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendo
         truth = {"exam_id": exam_id, "kind": kind, "vendor": vendor, "snr": snr, "bias": bias,
                  **exam_truth(subject, acquisitions), "series": series}
         (tmp / "truth.json").write_text(json.dumps(truth, indent=1))
-        final = out_dir / exam_id
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -6,8 +6,6 @@ import csv
 import datetime as _dt
 import json
 import math
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from nervemuscle._version import __version__
 from nervemuscle.errors import OutputError
+from nervemuscle.outputs import atomic_output_dir
 from nervemuscle.stats import plots
 from nervemuscle.stats.cohort import FINDINGS, MEASURES, PAPER, SEVERITY_MEASURES, Cohort, analyse_cohort
 
@@ -189,33 +188,18 @@ def write_outputs(cohort: Cohort, results: dict, out_dir: str | Path, pdf: bool 
     """
     out_dir = check_output_dir(out_dir)
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+        with atomic_output_dir(out_dir, error="cannot write") as tmp:
+            html = render_html(cohort, results)
+            (tmp / "report.html").write_text(html, encoding="utf-8")
+            if pdf:
+                warning = html_to_pdf(tmp / "report.html", tmp / "report.pdf")
+                if warning:
+                    results["warnings"].append(warning)
+                    warnings.warn(warning, stacklevel=2)
+            write_table_csv(results, tmp / "table.csv")
+            (tmp / "results.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
     except OSError as exc:
-        raise OutputError(f"cannot write ({exc.strerror})", out_dir) from None
-    try:
-        html = render_html(cohort, results)
-        (tmp / "report.html").write_text(html, encoding="utf-8")
-        if pdf:
-            warning = html_to_pdf(tmp / "report.html", tmp / "report.pdf")
-            if warning:
-                results["warnings"].append(warning)
-                warnings.warn(warning, stacklevel=2)
-        write_table_csv(results, tmp / "table.csv")
-        (tmp / "results.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name[-8:]}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write ({exc.__class__.__name__}: {exc})", out_dir) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return results
 
 

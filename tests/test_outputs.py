@@ -1,0 +1,66 @@
+"""atomic_output_dir: a folder appears complete or not at all, an older one survives failures."""
+import os
+import stat
+
+import pytest
+
+from nervemuscle.errors import OutputError
+from nervemuscle.outputs import atomic_output_dir
+
+
+def test_new_folder_appears_only_at_the_end_with_ordinary_permissions(tmp_path):
+    out = tmp_path / "a" / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+        assert not out.exists() and tmp.parent == out.parent
+    assert (out / "a.txt").read_text() == "1"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+
+
+def test_existing_folder_is_replaced_as_a_whole(tmp_path):
+    out = tmp_path / "out"
+    (out / "old_sub").mkdir(parents=True)
+    (out / "old.txt").write_text("old")
+    with atomic_output_dir(out) as tmp:
+        (tmp / "b.txt").write_text("3")
+        assert (out / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # neither temp nor old copy left behind
+
+
+def test_error_inside_the_block_keeps_the_old_folder_and_leaves_no_temp(tmp_path):
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError, match="half-way"):
+        with atomic_output_dir(out) as tmp:
+            (tmp / "a.txt").write_text("2")
+            raise RuntimeError("analysis failed half-way")
+    assert (out / "a.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(tmp_path / "never") as tmp:
+            raise RuntimeError("before anything was written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unwritable_parent_is_an_output_error_naming_the_folder(tmp_path):
+    parent = tmp_path / "parent"
+    parent.write_text("a file cannot hold folders (unlike a read-only folder, this stops root too)")
+    with pytest.raises(OutputError, match=r"cannot create the dataset folder \(") as caught:
+        with atomic_output_dir(parent / "out", error="cannot create the dataset folder"):
+            pytest.fail("the block must not run")
+    assert caught.value.path == (parent / "out").absolute() and caught.value.exit_code == 4
+    assert str(parent / "out") in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
+
+
+def test_a_file_in_the_way_is_refused(tmp_path):
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        with atomic_output_dir(tmp_path / "out"):
+            pytest.fail("the block must not run")
+    assert (tmp_path / "out").read_text() == "not a folder"
