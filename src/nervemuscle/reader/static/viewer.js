@@ -80,6 +80,7 @@
     const buffers = new Map([...pair, labels].filter(Boolean).map(s => [s.id, download(s.url)]));
     const viewers = [];
     for (const [i, image] of pair.entries()) viewers.push(await openViewer(i, image, labels, read.label_names, pair.length, buffers));
+    window.nmViewers = viewers;  // for the browser test and the load benchmark (GPU sync after first render)
     if (viewers.length === 2) {
       viewers[0].broadcastTo([viewers[1]], {"2d": true, "3d": true});
       viewers[1].broadcastTo([viewers[0]], {"2d": true, "3d": true});
