@@ -10,6 +10,20 @@ trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm install --silent --no-audit --no-fund --ignore-scripts "@niivue/niivue@$version" >/dev/null)
 pkg="$work/node_modules/@niivue/niivue"
 cp "$pkg/dist/niivue.umd.js" "$dest/niivue.umd.js"
+published_sha="$(sha256sum "$dest/niivue.umd.js" | cut -d' ' -f1)"
+# Local patch (checked by tests/test_reader_support.py): option skipGradientTexture skips the blur + Sobel
+# gradient texture that refreshLayers computes for layer 0 (3D rendering only; seconds per volume in software
+# WebGL). The minified names are those of 0.69.0: another version needs the pattern found again.
+python3 - "$dest/niivue.umd.js" <<'PATCH'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+old = "g===0&&(this.volumeTexture=i,this.gradientTexture=Ti({"
+new = "g===0&&(this.volumeTexture=i,this.gradientTexture=this.opts.skipGradientTexture?this.gradientTexture:Ti({"
+if text.count(old) != 1:
+    sys.exit(f"vendor_niivue.sh: the skipGradientTexture patch does not apply to {path} (pattern found {text.count(old)} times)")
+open(path, "w", encoding="utf-8").write(text.replace(old, new))
+PATCH
 if [ -f "$pkg/LICENSE" ]; then
   cp "$pkg/LICENSE" "$dest/NIIVUE_LICENSE"
 else
@@ -45,6 +59,19 @@ LICENSE
 fi
 actual="$(node -p "require('$pkg/package.json').version")"
 sha="$(sha256sum "$dest/niivue.umd.js" | cut -d' ' -f1)"
-printf 'package: @niivue/niivue\nversion: %s\nfile: dist/niivue.umd.js\nsha256: %s\nlicense: BSD-2-Clause (NIIVUE_LICENSE)\nrefresh: scripts/vendor_niivue.sh [VERSION]\n' \
-  "$actual" "$sha" > "$dest/NIIVUE_VERSION"
+cat > "$dest/NIIVUE_VERSION" <<VERSION
+package: @niivue/niivue
+version: $actual
+file: dist/niivue.umd.js
+sha256 (as published): $published_sha
+sha256 (with the local patch): $sha
+license: BSD-2-Clause (NIIVUE_LICENSE)
+refresh: scripts/vendor_niivue.sh [VERSION] (applies the local patch, or fails if it no longer applies)
+local patch (one edit, checked by tests/test_reader_support.py): option \`skipGradientTexture\` skips the
+  blur + Sobel gradient texture that refreshLayers computes for layer 0 (used only by 3D volume rendering;
+  seconds per 256x256x120 volume in a software WebGL renderer). In refreshLayers replace
+    g===0&&(this.volumeTexture=i,this.gradientTexture=Ti({
+  with
+    g===0&&(this.volumeTexture=i,this.gradientTexture=this.opts.skipGradientTexture?this.gradientTexture:Ti({
+VERSION
 echo "vendored @niivue/niivue $actual -> $dest"
