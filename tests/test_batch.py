@@ -1,12 +1,12 @@
-"""Batch machinery: exam discovery, input hashing, failures table, atomic output folders."""
+"""Batch machinery: exam discovery, input hashing, failures table, the analyze-batch command."""
 import os
 
 import pandas as pd
 import pytest
 
 from nervemuscle.batch import discover_exams, input_hash, write_failures
-from nervemuscle.errors import BadInputError
-from nervemuscle.pipeline import atomic_output_dir
+from nervemuscle.cli import main
+from nervemuscle.errors import EXIT_BAD_INPUT, EXIT_BATCH_FAILURES, EXIT_USAGE, BadInputError
 
 
 def touch(path, data=b"x"):
@@ -55,23 +55,6 @@ def test_failures_csv(tmp_path):
     assert pd.read_csv(write_failures(tmp_path, [])).empty
 
 
-def test_atomic_output_dir_replaces_or_keeps(tmp_path):
-    out = tmp_path / "out"
-    with atomic_output_dir(out) as tmp:
-        (tmp / "a.txt").write_text("1")
-        assert not out.exists()
-    assert (out / "a.txt").read_text() == "1"
-    with pytest.raises(RuntimeError):
-        with atomic_output_dir(out) as tmp:
-            (tmp / "a.txt").write_text("2")
-            raise RuntimeError("analysis failed half-way")
-    assert (out / "a.txt").read_text() == "1"
-    with atomic_output_dir(out) as tmp:
-        (tmp / "b.txt").write_text("3")
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folders left behind
-
-
 def write_dicom(path, study_uid):
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -99,29 +82,22 @@ def test_flat_exam_folders_are_split_by_study(tmp_path):
     assert [t.name for t in discover_exams(tmp_path / "exam")] == ["exam"]
 
 
-def phantom_exam(tmp_path_factory, phenotype, kind, seed):
-    """Simulate (once per session, shared with test_pipeline) a phantom exam; returns its folder."""
-    import shutil
-
-    from nervemuscle.phantom import simulate_exam
-
-    cache = tmp_path_factory.getbasetemp() / "phantom_cache" / f"{phenotype}_{kind}_{seed}"
-    if not (cache / "done").exists():
-        shutil.rmtree(cache, ignore_errors=True)
-        exam = simulate_exam(cache / "exam", phenotype, seed, kind=kind)
-        (cache / "done").write_text(str(exam))
-    return type(cache)((cache / "done").read_text())
+def test_analyze_batch_usage_and_input_errors(tmp_path, capsys):
+    assert main(["analyze-batch", "-o", str(tmp_path / "out")]) == EXIT_USAGE
+    assert "Missing argument" in capsys.readouterr().err
+    assert main(["analyze-batch", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
-def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_factory, tmp_path):
+def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(phantom_exam, tmp_path, capsys):
     import shutil
 
     from nervemuscle.batch import analyze_batch
 
     root = tmp_path / "cohort"
     for name, (phenotype, seed) in {"als_01": ("als", 3), "normal_01": ("normal", 8)}.items():
-        shutil.copytree(phantom_exam(tmp_path_factory, phenotype, "2d", seed), root / name)
+        shutil.copytree(phantom_exam(phenotype, "2d", seed), root / name)
     # corrupt exam: every DICOM file truncated or replaced by garbage
     shutil.copytree(root / "normal_01", root / "corrupt_01")
     for i, f in enumerate(sorted((root / "corrupt_01" / "dicom").rglob("*.dcm"))):
@@ -139,8 +115,11 @@ def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_fac
     assert set(nerves.exam) == {"als_01", "normal_01"} and {"segment", "side", "csa_mm2"} <= set(nerves.columns)
     assert {"name", "side", "volume_ml"} <= set(muscles.columns)
 
-    again = analyze_batch(root, out, workers=2, progress=False)
-    assert (again.analysed, again.skipped, again.failed) == (0, 3, 1)
+    capsys.readouterr()
+    # the command line signals a batch with failures (nothing changed: no cluster is started)
+    assert main(["analyze-batch", str(root), "-o", str(out), "--workers", "2"]) == EXIT_BATCH_FAILURES == 1
+    printed = capsys.readouterr().out
+    assert "analysed 0, skipped 3 (unchanged), failed 1" in printed and "failures.csv" in printed
     assert list(pd.read_csv(out / "failures.csv").exam) == ["corrupt_01"]
 
     some = next((root / "als_01" / "dicom").rglob("*.dcm"))
@@ -148,3 +127,7 @@ def test_batch_on_local_cluster_survives_a_corrupt_exam_and_resumes(tmp_path_fac
     third = analyze_batch(root, out, workers=1, progress=False)
     assert (third.analysed, third.skipped, third.failed) == (1, 2, 1)
     assert sorted(pd.read_parquet(out / "findings.parquet").exam) == ["als_01", "normal_01"]
+
+    shutil.rmtree(root / "corrupt_01")
+    assert main(["analyze-batch", str(root), "-o", str(out)]) == 0
+    assert "failed 0" in capsys.readouterr().out and pd.read_csv(out / "failures.csv").empty

@@ -22,25 +22,13 @@ EXAMS = {"als_2d": ("als", "2d", 3), "mmn_3d": ("mmn", "3d", 5), "normal_dixon":
 SUMMARY_KEYS = ("abnormal", "nerve_abnormal", "muscle_abnormal", "muscle_edema", "muscle_atrophy")
 
 
-def phantom_exam(tmp_path_factory, phenotype, kind, seed):
-    """Simulate (once per session) a phantom exam; returns its folder."""
-    from nervemuscle.phantom import simulate_exam
-
-    cache = tmp_path_factory.getbasetemp() / "phantom_cache" / f"{phenotype}_{kind}_{seed}"
-    if not (cache / "done").exists():
-        shutil.rmtree(cache, ignore_errors=True)
-        exam = simulate_exam(cache / "exam", phenotype, seed, kind=kind)
-        (cache / "done").write_text(str(exam))
-    return type(cache)((cache / "done").read_text())
-
-
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
+def analysed(tmp_path_factory, phantom_exam):
     """{name: (exam_dir, out_dir, truth, findings)}; the ALS 2D exam also gets the PDF."""
     out_root = tmp_path_factory.mktemp("analysed")
     results = {}
     for name, (phenotype, kind, seed) in EXAMS.items():
-        exam = phantom_exam(tmp_path_factory, phenotype, kind, seed)
+        exam = phantom_exam(phenotype, kind, seed)
         analyze_exam(exam / "dicom", out_root / name, pdf=(name == "als_2d" and shutil.which("chromium")))
         truth = json.loads((exam / "truth.json").read_text())
         results[name] = (exam, out_root / name, truth, read_findings(out_root / name / "findings.json"))

@@ -6,6 +6,8 @@ from pathlib import Path
 #: Exit codes used by the command line (documented in README.md).
 EXIT_OK = 0
 EXIT_USAGE = 1
+#: ``analyze-batch`` finished, but one or more exams failed (listed in ``failures.csv``).
+EXIT_BATCH_FAILURES = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_ASSESSABLE = 3
 EXIT_OUTPUT = 4

@@ -11,9 +11,10 @@ import sys
 
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from nervemuscle._version import __version__
-from nervemuscle.errors import EXIT_INTERNAL, NerveMuscleError
+from nervemuscle.errors import EXIT_INTERNAL, EXIT_USAGE, NerveMuscleError
 
 #: Sub-modules that add commands, in help order.
 COMMAND_MODULES = ("protocol_cmd", "demo", "analyze", "cohort", "serve", "simulate", "ingest", "muscle_cmd")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)  # typer.Exit(n) inside a command comes back as n
     except NerveMuscleError as exc:
         if debug:
             raise
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except SystemExit as exc:  # click usage errors
+    except TyperException as exc:  # command-line usage errors (typer's click exceptions)
+        exc.show()
+        return EXIT_USAGE
+    except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -70,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)", markup=False)
         return EXIT_INTERNAL
-    return 0
+    return code if isinstance(code, int) else 0

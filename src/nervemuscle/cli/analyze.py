@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from nervemuscle.errors import BadInputError, NerveMuscleError
+from nervemuscle.errors import EXIT_BATCH_FAILURES, BadInputError, NerveMuscleError
 
 ROLES = ("t1", "t2fs", "stir", "dixon_water", "dixon_fat", "dixon_in", "dixon_opp", "dwi", "localizer", "other")
 
@@ -105,7 +105,10 @@ def register(app: typer.Typer) -> None:
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Existing Dask scheduler tcp://HOST:PORT."),
         protocol: Optional[Path] = typer.Option(None, "--protocol", help="YAML overriding the default protocol."),
     ) -> None:
-        """Analyse every exam under ROOT with Dask; skips unchanged exams; failures go to OUT/failures.csv."""
+        """Analyse every exam under ROOT with Dask; skips unchanged exams; failures go to OUT/failures.csv.
+
+        Exits 0 when every exam has findings, 1 when the batch finished but some exams failed.
+        """
         from nervemuscle.batch import analyze_batch
 
         result = analyze_batch(root, out, workers=workers, scheduler=scheduler, protocol=protocol,
@@ -114,3 +117,4 @@ def register(app: typer.Typer) -> None:
                    f"in {result.seconds:.1f} s -> {result.out}")
         if result.failed:
             typer.echo(f"failures: {result.out / 'failures.csv'}")
+            raise typer.Exit(EXIT_BATCH_FAILURES)
