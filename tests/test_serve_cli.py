@@ -1,0 +1,93 @@
+"""``nervemuscle serve`` started as a real process: it migrates a fresh SQLite database, answers on its port,
+keeps everything behind the login, lets an account made with ``nervemuscle users add`` in, and stops cleanly."""
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nervemuscle.cli import main
+from nervemuscle.errors import EXIT_BAD_INPUT
+
+COMMAND = str(Path(sys.executable).with_name("nervemuscle"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}: {proc.communicate()[1]}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail(f"serve did not answer on {url} within {timeout_s} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(base URL, db URL, process) of ``nervemuscle serve`` on a free loopback port with a temp SQLite DB."""
+    db = f"sqlite:///{tmp_path / 'reader.db'}"
+    subprocess.run([COMMAND, "users", "add", "ada", "--role", "reader", "--password-stdin", "--db", db],
+                   input="correct horse battery\n", text=True, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([COMMAND, "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port),
+                             "--data-root", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(proc, f"{base}/login")
+        yield base, db, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_serve_answers_behind_the_login_and_stops_cleanly(server):
+    base, db, proc = server
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        login = client.get("/login")
+        assert login.status_code == 200 and 'name="csrf_token"' in login.text
+        assert client.get("/api/me").status_code == 401
+        page = client.get("/worklist", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
+        wrong = client.post("/login", data={"username": "ada", "password": "nope", "csrf_token": token})
+        assert wrong.status_code == 401
+        token = re.search(r'name="csrf_token" value="([^"]+)"', wrong.text).group(1)
+        ok = client.post("/login", data={"username": "ada", "password": "correct horse battery",
+                                         "csrf_token": token}, follow_redirects=False)
+        assert ok.status_code == 303 and ok.headers["location"] == "/worklist"
+        me = client.get("/api/me")
+        assert me.status_code == 200 and me.json()["username"] == "ada" and me.json()["role"] == "reader"
+
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn finishes its graceful shutdown, then re-raises the signal so the exit status reports it
+    assert proc.wait(timeout=15) == -signal.SIGTERM
+    out, err = proc.communicate()
+    assert f"nervemuscle reader on {base}" in out and db in out
+    assert "Traceback" not in err
+
+
+def test_serve_refuses_a_missing_data_root(tmp_path, capsys):
+    code = main(["serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--data-root", str(tmp_path / "nope")])
+    assert code == EXIT_BAD_INPUT
+    assert "nope: data root is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "r.db").exists()
