@@ -16,16 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from nervemuscle.anatomy import ROOTS, SIDES, root_label
 from scipy.spatial import cKDTree
 
+from nervemuscle.anatomy import ROOTS, SIDES, root_label
 from nervemuscle.nerve.csa import centerline_tangents, cross_sections, psf_covariance
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
 from nervemuscle.nerve.hessian import tubularity
-from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near, find_exit_peaks,
-                                         level_heights, load_landmarks, name_levels, side_sign,
-                                         validate_landmarks)
+from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near,
+                                         find_exit_peaks, level_heights, load_landmarks, name_levels,
+                                         side_sign, validate_landmarks)
 from nervemuscle.nerve.reference import estimate_muscle_reference
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box

@@ -20,10 +20,12 @@ bias the result (intensity moments, which are exact in theory, were too sensitiv
 Thick slices: when the in-plane PSF is strongly anisotropic (a 2D series with slices much thicker than its
 pixels; PSF aspect >= ``ANISOTROPIC_ASPECT``), the half-maximum extent along the blurred direction depends on
 where the root lies between slices and the half-maximum area is unreliable. The radius is then taken from the
-well-resolved direction: the profile along the fine PSF axis through the centre (background: the median of
-its flanks just beyond the blurred root) has a half-maximum half-width that is inverted for ``r`` with the
-same blurred-disc model (a table of the fine-axis half-width against radius and PSF aspect; it depends only
-mildly on the blur across it). The root is taken as round (CSA ``pi r**2``).
+well-resolved direction: the profile along the fine PSF axis through the central chord (background: the
+darker of its two flanks just beyond the blurred root) has a half-maximum half-width that is inverted for
+``r`` with the same blurred-disc model (a table of the fine-axis half-width against radius and PSF aspect; it
+depends only mildly on the blur across it). The root is taken as round (CSA ``pi r**2``). The blur actually
+present across the slices is measured in the plane (half-width of the profile across the root) and gives the
+peak fraction that restores the root's contrast.
 """
 from __future__ import annotations
 
@@ -120,12 +122,17 @@ def half_max_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return area, peak, fine
 
 
+def _aspect(psf_plane: np.ndarray) -> float:
+    """Ratio of the major to the minor PSF width in the plane."""
+    lam = np.linalg.eigvalsh(psf_plane)
+    return float(np.sqrt(lam[1] / max(lam[0], 1e-12)))
+
+
 def _table_rows(psf_plane: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Minor PSF width (mm) and the table rows (half-maximum area, peak, fine half-width) interpolated at
     the PSF aspect."""
-    lam = np.linalg.eigvalsh(psf_plane)
-    minor = float(np.sqrt(max(lam[0], 1e-6)))
-    aspect = float(np.clip(np.sqrt(lam[1] / max(lam[0], 1e-12)), TABLE_ASPECTS[0], TABLE_ASPECTS[-1]))
+    minor = float(np.sqrt(max(np.linalg.eigvalsh(psf_plane)[0], 1e-6)))
+    aspect = float(np.clip(_aspect(psf_plane), TABLE_ASPECTS[0], TABLE_ASPECTS[-1]))
     i = int(np.clip(np.searchsorted(TABLE_ASPECTS, aspect) - 1, 0, len(TABLE_ASPECTS) - 2))
     f = (aspect - TABLE_ASPECTS[i]) / (TABLE_ASPECTS[i + 1] - TABLE_ASPECTS[i])
     return (minor, *((1 - f) * table[i] + f * table[i + 1] for table in half_max_table()))
@@ -146,11 +153,6 @@ def blurred_peak_fraction(radius: float, psf_plane: np.ndarray) -> float:
     """Centre value of a unit disc of ``radius`` (mm) blurred by the in-plane PSF covariance ``psf_plane``."""
     minor, _, peak_row, _ = _table_rows(psf_plane)
     return float(np.interp(radius / minor, TABLE_RADII, peak_row))
-
-
-def _aspect(psf_plane: np.ndarray) -> float:
-    lam = np.linalg.eigvalsh(psf_plane)
-    return float(np.sqrt(lam[1] / max(lam[0], 1e-12)))
 
 
 def _profile(values: np.ndarray, position: np.ndarray, mask: np.ndarray, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -355,15 +357,15 @@ def cross_sections(
         r, peak_fraction = deblur(csa_hm[i], psf_plane)
         if _elongation(blob, uu, vv) > max_elongation * _expected_elongation(r, psf_plane):
             continue  # the blob runs into a neighbour (another root, a vessel): not a clean cross-section
+        contrast = (peak - b) / peak_fraction
         if _aspect(psf_plane) >= ANISOTROPIC_ASPECT:
             thick = _thick_slice_measurement(filled, uu - cu, vv - cv, r, psf_plane, pixel_mm)
             if thick is None:
                 continue
             r, peak_fraction, b, contrast = thick
-            peak = b + contrast * peak_fraction
             background[i] = b
         csa[i] = np.pi * r**2
-        signal[i] = b + (peak - b) / peak_fraction
+        signal[i] = b + contrast
         fraction[i] = peak_fraction
         centres[i] = pts[i] + cu * basis[0] + cv * basis[1]
     return CrossSections(centres, tangents, csa, csa_hm, signal, background, fraction)
