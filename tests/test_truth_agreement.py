@@ -14,7 +14,16 @@ def write(path, content):
 def summary(nerve, muscle):
     return {"abnormal": None if nerve is None else (nerve or muscle), "nerve_abnormal": nerve,
             "muscle_abnormal": muscle, "muscle_edema": muscle, "muscle_atrophy": False,
-            "muscle_fatty_infiltration": False}
+            "muscle_fatty_infiltration": False, "nerve_severity": None if nerve is None else "mild" if nerve else "none",
+            "muscle_severity": "mild" if muscle else "none"}
+
+
+def findings(exam, summary_, nerves, muscles):
+    """A findings document valid against the shipped schema."""
+    return {"schema_version": 1, "software": {"name": "nervemuscle", "version": "test"}, "exam_id": exam,
+            "protocol": {"name": "test", "version": 1},
+            "sequences": [{"series": "3", "role": "t2fs", "used_for": ["nerve", "muscle"], "reason": "synthetic"}],
+            "summary": summary_, "nerves": nerves, "muscles": muscles, "not_assessable": []}
 
 
 @pytest.fixture()
@@ -23,16 +32,16 @@ def folders(tmp_path):
     cases = {"A": ((True, True), (True, True)), "B": ((True, False), (False, False)),
              "C": ((None, False), (True, False))}
     for exam, (found, true) in cases.items():
-        write(tmp_path / "findings" / exam / "findings.json", {
-            "exam_id": exam, "summary": summary(*found),
-            "nerves": [{"segment": "C5", "side": "left", "csa_mm2": 11.0, "t2_ratio": 1.2}],
-            "muscles": [{"name": "deltoid", "side": "left", "volume_ml": 90.0}]})
+        write(tmp_path / "findings" / exam / "findings.json", findings(
+            exam, summary(*found),
+            [{"segment": "C5", "side": "left", "csa_mm2": 11.0, "t2_ratio": 1.2, "grade": 0}],
+            [{"name": "deltoid", "side": "left", "volume_ml": 90.0, "t2_ratio": 1.0, "fat_fraction": 0.05,
+              "edema_grade": 0, "atrophy_grade": 0}]))
         write(tmp_path / "cohort" / exam / "truth.json", {
             "exam_id": exam, "summary": summary(*true),
             "nerves": [{"segment": "C5", "side": "left", "visible": True, "csa_mm2": 10.0, "t2_ratio": 1.25}],
             "muscles": [{"name": "deltoid", "side": "left", "in_fov": True, "volume_ml": 100.0}]})
-    write(tmp_path / "findings" / "D" / "findings.json", {"exam_id": "D", "summary": summary(True, True),
-                                                         "nerves": [], "muscles": []})
+    write(tmp_path / "findings" / "D" / "findings.json", findings("D", summary(True, True), [], []))
     return tmp_path / "findings", tmp_path / "cohort"
 
 

@@ -12,19 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from nervemuscle.stats.accuracy import sensitivity_specificity
+from nervemuscle.stats.cohort import FINDINGS, load_findings
 from nervemuscle.stats.proportions import proportion
 
-#: Summary findings compared with the truth, in display order.
-SUMMARY_FINDINGS = ("abnormal", "nerve_abnormal", "muscle_abnormal", "muscle_edema", "muscle_atrophy",
-                    "muscle_fatty_infiltration")
 
-
-def _by_exam(root: Path, name: str) -> dict[str, dict]:
-    out = {}
-    for path in sorted(Path(root).rglob(name)):
-        content = json.loads(path.read_text())
-        out[content.get("exam_id") or path.parent.name] = content
-    return out
+def _truths(cohort_dir: Path) -> dict[str, dict]:
+    """``{exam_id: truth}`` of every phantom ``truth.json`` under ``cohort_dir``."""
+    truths = (json.loads(path.read_text()) for path in sorted(cohort_dir.rglob("truth.json")))
+    return {truth["exam_id"]: truth for truth in truths}
 
 
 def _median_abs(values: list[float]) -> float | None:
@@ -32,8 +27,9 @@ def _median_abs(values: list[float]) -> float | None:
 
 
 def truth_agreement(findings_dir: str | Path, cohort_dir: str | Path) -> dict:
-    """Compare every ``findings.json`` under ``findings_dir`` with the ``truth.json`` of the same exam
-    under ``cohort_dir``.
+    """Compare every ``findings.json`` under ``findings_dir`` (read and validated by
+    :func:`nervemuscle.stats.cohort.load_findings`) with the ``truth.json`` of the same exam under
+    ``cohort_dir``.
 
     Returns
     -------
@@ -43,11 +39,11 @@ def truth_agreement(findings_dir: str | Path, cohort_dir: str | Path) -> dict:
         "muscles": {"n", "volume_median_abs_rel_error"}}``. A finding that is not assessable (null) in the
         findings leaves that exam out of that finding's counts.
     """
-    found = _by_exam(Path(findings_dir), "findings.json")
-    truths = _by_exam(Path(cohort_dir), "truth.json")
+    found, _ = load_findings(findings_dir)
+    truths = _truths(Path(cohort_dir))
     exams = sorted(set(found) & set(truths))
     summary = {}
-    for finding in SUMMARY_FINDINGS:
+    for finding in FINDINGS:
         pairs = [(found[e]["summary"].get(finding), truths[e]["summary"][finding]) for e in exams]
         pairs = [(p, t) for p, t in pairs if p is not None]
         agree = sum(bool(p) == bool(t) for p, t in pairs)
