@@ -1,11 +1,11 @@
-"""atomic_output_dir: a folder appears complete or not at all, an older one survives failures."""
+"""outputs: a folder or a file appears complete or not at all, an older one survives failures."""
 import os
 import stat
 
 import pytest
 
 from nervemuscle.errors import OutputError
-from nervemuscle.outputs import atomic_output_dir
+from nervemuscle.outputs import atomic_output_dir, write_text_atomic
 
 
 def test_new_folder_appears_only_at_the_end_with_ordinary_permissions(tmp_path):
@@ -64,3 +64,23 @@ def test_a_file_in_the_way_is_refused(tmp_path):
         with atomic_output_dir(tmp_path / "out"):
             pytest.fail("the block must not run")
     assert (tmp_path / "out").read_text() == "not a folder"
+
+
+def test_write_text_atomic_writes_whole_file_with_ordinary_permissions(tmp_path):
+    target = write_text_atomic(tmp_path / "sub" / "a.json", '{"a": 1}\n')
+    assert target.read_text() == '{"a": 1}\n'
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    write_text_atomic(target, "second\n")
+    assert target.read_text() == "second\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]  # no temp file left
+
+
+def test_write_text_atomic_unwritable_folder_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError) as info:
+        write_text_atomic(blocker / "out.json", "{}", error="cannot write findings")
+    assert info.value.exit_code == 4
+    assert "cannot write findings" in str(info.value) and "out.json" in str(info.value)

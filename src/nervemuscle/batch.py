@@ -39,6 +39,7 @@ import pandas as pd
 from nervemuscle._version import __version__
 from nervemuscle.errors import BadInputError, NerveMuscleError, OutputError
 from nervemuscle.findings import protocol_sha256
+from nervemuscle.outputs import write_text_atomic
 from nervemuscle.protocol import load_protocol
 
 IMAGE_SUFFIXES = (".dcm", ".ima", ".nii", ".nii.gz")
@@ -143,14 +144,6 @@ def input_hash(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def read_done(exam_out: Path) -> dict[str, Any] | None:
     """The ``.done.json`` record of an exam's output folder, or ``None``."""
     try:
@@ -192,7 +185,7 @@ def analyze_one(task: ExamTask, out: str | Path, protocol: dict[str, Any], proto
         shutil.rmtree(exam_out, ignore_errors=True)  # no stale findings of earlier inputs left behind
     if record["status"] == "ok" or not record.get("retry"):
         exam_out.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(exam_out / DONE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(exam_out / DONE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     else:
         (exam_out / DONE_FILE).unlink(missing_ok=True)
     return record
@@ -242,7 +235,7 @@ def write_failures(out: Path, failures: list[dict[str, str]]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(failures, key=lambda f: f["exam"]))
-    _write_text_atomic(out / "failures.csv", buf.getvalue())
+    write_text_atomic(out / "failures.csv", buf.getvalue())
     return out / "failures.csv"
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,8 +17,9 @@ import jsonschema
 import numpy as np
 
 from nervemuscle._version import __version__
-from nervemuscle.errors import BadInputError, OutputError
+from nervemuscle.errors import BadInputError
 from nervemuscle.grading import summarize
+from nervemuscle.outputs import write_text_atomic
 
 SCHEMA_VERSION = 1
 #: Decimal places kept for measured quantities (far below any measurement precision).
@@ -137,17 +136,7 @@ def write_findings(findings: dict[str, Any], path: str | Path) -> Path:
     """Validate, then write ``findings.json`` atomically (temp file in the same folder + rename)."""
     path = Path(path)
     validate_findings(findings)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps_findings(findings))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; findings are an ordinary file
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write findings ({exc.strerror or exc})", path) from None
+    write_text_atomic(path, dumps_findings(findings), error="cannot write findings")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Write an output folder atomically: fill a temp folder beside the destination, then rename it into place."""
+"""Write outputs atomically: fill a temp folder (or file) beside the destination, then rename it into place."""
 from __future__ import annotations
 
 import contextlib
@@ -85,3 +85,30 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
         aside.rmdir()
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str, *, error: str = "cannot write") -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder renamed into place, so a reader
+    never sees half a file; missing parent folders are created and the file gets ordinary permissions
+    (``0o666`` minus the umask).
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written: ``"<error> (<OS reason>)"`` naming ``path`` (exit code 4).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OutputError(f"{error} ({exc.strerror or exc})", path) from None
+    return path

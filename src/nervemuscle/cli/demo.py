@@ -15,6 +15,7 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     compared with the phantom's ground truth (``study/truth_agreement.json``).
     """
     from nervemuscle.batch import analyze_batch
+    from nervemuscle.outputs import write_text_atomic
     from nervemuscle.phantom import simulate_cohort
     from nervemuscle.stats import format_paper_comparison, run_cohort
     from nervemuscle.stats.truth import format_truth_agreement, truth_agreement
@@ -35,10 +36,7 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     typer.echo(format_paper_comparison(results))
     typer.echo("")
     agreement = truth_agreement(out / "findings", cohort_dir)
-    target = out / "study" / "truth_agreement.json"
-    partial = target.with_name(f".{target.name}.tmp")
-    partial.write_text(json.dumps(agreement, indent=2))
-    partial.replace(target)
+    write_text_atomic(out / "study" / "truth_agreement.json", json.dumps(agreement, indent=2))
     typer.echo(format_truth_agreement(agreement))
     typer.echo("")
     typer.echo(f"Study report: {(out / 'study' / 'report.html').resolve()}")
