@@ -168,7 +168,9 @@ def test_qc_and_key_images_are_written(tmp_path, exam_volumes):
 def test_impression_and_html_are_self_contained(tmp_path, exam_volumes):
     f = make_findings()
     lines = impression(f)
-    assert lines[0].startswith("Abnormal")
+    assert lines[0] == "Abnormal MRI by the grading protocol: nerve and muscle findings."
+    nerve_only = {**f, "summary": {**f["summary"], "muscle_abnormal": False}}
+    assert impression(nerve_only)[0] == "Abnormal MRI by the grading protocol: nerve findings."
     assert any("Thickening of the right C5 root" in x for x in lines)
     assert any("Atrophy of the right deltoid (moderate)" in x for x in lines)
     html = render_html(f, default_protocol(), key_images=None, qc_images=[],

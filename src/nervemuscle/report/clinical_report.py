@@ -50,7 +50,11 @@ def impression(findings: dict[str, Any]) -> list[str]:
     s = findings["summary"]
     if s["abnormal"] is None:
         return ["Neither nerves nor muscles could be assessed on this examination."]
-    lines = [("Abnormal" if s["abnormal"] else "Normal") + " nerve and muscle MRI by the grading protocol."]
+    if s["abnormal"]:
+        where = [part for part, hit in (("nerve", s["nerve_abnormal"]), ("muscle", s["muscle_abnormal"])) if hit]
+        lines = [f"Abnormal MRI by the grading protocol: {' and '.join(where)} findings."]
+    else:
+        lines = ["Normal nerve and muscle MRI by the grading protocol."]
     thick = [n for n in findings["nerves"] if (n.get("thickening_grade") or 0) >= 1]
     bright = [n for n in findings["nerves"] if (n.get("t2_grade") or 0) >= 1]
     for items, what in ((thick, "Thickening"), (bright, "T2 hyperintensity")):
