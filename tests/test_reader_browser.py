@@ -29,6 +29,14 @@ def drawn_fraction(png: bytes) -> float:
     return float((rgb.max(axis=2) > 30).mean())
 
 
+def coloured_fraction(png: bytes) -> float:
+    """Fraction of clearly coloured (not grey) pixels: the label overlay."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+    return float((rgb.max(axis=2) - rgb.min(axis=2) > 60).mean())
+
+
 def browser_login(page, base, username):
     page.goto(f"{base}/login")
     page.fill("input[name=username]", username)
@@ -55,10 +63,18 @@ def test_read_an_exam_in_chromium(tmp_path):
         page.click("#worklist tbody tr:first-child a")
         page.wait_for_function("window.nmTiming && window.nmTiming.firstRender !== null", timeout=60000)
         page.select_option("#slice-type", "axial")
-        page.check("#overlay-toggle")
-        page.wait_for_timeout(500)
+        # Niivue kept only the 2D-slice textures: the gradient texture of 3D rendering was never built.
+        assert page.evaluate("window.nmViewers.every(nv => nv.opts.skipGradientTexture && nv.gradientTexture === null)")
+        before = {}
         for canvas in ("#gl0", "#gl1"):
-            assert drawn_fraction(page.locator(canvas).screenshot()) > 0.05, canvas
+            png = page.locator(canvas).screenshot()
+            assert drawn_fraction(png) > 0.05, canvas
+            before[canvas] = coloured_fraction(png)  # the crosshair only
+        page.check("#overlay-toggle")  # the label overlay is added on first use
+        page.wait_for_function("window.nmTiming.overlay !== undefined", timeout=60000)
+        page.wait_for_timeout(300)
+        for canvas in ("#gl0", "#gl1"):
+            assert coloured_fraction(page.locator(canvas).screenshot()) > before[canvas] + 0.02, canvas
         assert "T1" in page.inner_text("#cap-0") and "T2FS" in page.inner_text("#cap-1")
 
         page.select_option("select[name='C5_left|nerve_t2']", "2")

@@ -40,46 +40,59 @@
     return buffer;
   }
 
-  async function openViewer(i, image, labels, names, total, buffers) {
+  // niivue.umd.js loads asynchronously (read.html): it may already have run, or not yet.
+  const niivueLoaded = new Promise((resolve, reject) => {
+    if (window.niivue) return resolve();
+    const script = $("#niivue-script");
+    script.addEventListener("load", () => resolve());
+    script.addEventListener("error", () => reject(new Error("the viewer library did not load")));
+  });
+
+  async function createViewer(i) {
+    await niivueLoaded;
     // 2D slices only (no volume-rendering tile), radiological convention (patient right on screen left).
-    // skipGradientTexture (local Niivue patch, see vendor/NIIVUE_VERSION): no blur + Sobel pass over the whole
-    // volume, which only 3D rendering uses (seconds under a software renderer).
     const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], crosshairColor: [1, 0.8, 0, 1], isColorbar: false,
                                   show3Dcrosshair: false, dragAndDropEnabled: false, isRadiologicalConvention: true,
-                                  sliceType: niivue.SLICE_TYPE.AXIAL, multiplanarShowRender: niivue.SHOW_RENDER.NEVER,
-                                  skipGradientTexture: true});
+                                  sliceType: niivue.SLICE_TYPE.AXIAL, multiplanarShowRender: niivue.SHOW_RENDER.NEVER});
+    // Local Niivue patch (vendor/NIIVUE_VERSION): no blur + Sobel gradient texture, which only 3D rendering uses
+    // (two 3D passes, about 2 s per 256x256x120 volume under a software renderer). Set after construction: the
+    // constructor keeps only the options it knows.
+    nv.opts.skipGradientTexture = true;
     await nv.attachToCanvas($(`#gl${i}`));
-    let shown = false;
-    nv.onImageLoaded = () => {  // first volume (the image) of this viewer; the label overlay follows
-      if (shown) return;
-      shown = true;
+    return nv;
+  }
+
+  async function showImage(nv, i, image, total, buffer) {
+    nv.onImageLoaded = () => {
       timing.loaded.push(performance.now() - t0);
       if (timing.loaded.length === total) {
         timing.firstRender = performance.now() - t0;
         $("#viewer-status").textContent = `images shown in ${(timing.firstRender / 1000).toFixed(2)} s`;
       }
+      nv.onImageLoaded = () => {};
     };
     $(`#cap-${i}`).textContent = image.role.toUpperCase() + " · " + image.shape.join("×");
     const name = `${image.role}.nii`;  // display copies are uncompressed
-    await nv.addVolumeFromUrl({url: name, name, buffer: await buffers.get(image.id)});
-    if (labels) {
-      const buffer = (await buffers.get(labels.id)).slice(0);  // each viewer owns its copy
-      await nv.addVolumeFromUrl({url: "labels.nii", name: "labels.nii", buffer, opacity: 0});
-      nv.volumes[1].setColormapLabel(labelLut(names));
-      nv.updateGLVolume();
-    }
+    await nv.addVolumeFromUrl({url: name, name, buffer});
     bindWindowLevel(nv, i);
-    return nv;
+  }
+
+  async function addOverlay(nv, buffer, names, opacity) {
+    // Colours set before the layer is added: Niivue blends the layers once, not twice.
+    const overlay = await niivue.NVImage.loadFromUrl({url: "labels.nii", name: "labels.nii", buffer: buffer.slice(0),
+                                                     opacity});
+    overlay.setColormapLabel(labelLut(names));
+    nv.addVolume(overlay);
   }
 
   async function startViewers(read) {
     const pair = pickSeries(read.series);
     const labels = read.series.find(s => s.kind === "labels");
-    // Download every volume once, while WebGL starts; Niivue gets the bytes, not the URL. The viewers open one
-    // after the other: both WebGL contexts share one GPU thread, and the first image shows sooner.
-    const buffers = new Map([...pair, labels].filter(Boolean).map(s => [s.id, download(s.url)]));
-    const viewers = [];
-    for (const [i, image] of pair.entries()) viewers.push(await openViewer(i, image, labels, read.label_names, pair.length, buffers));
+    // Download the images once while both WebGL contexts start; Niivue gets the bytes, not the URL. The images
+    // then open one after the other (both contexts share one GPU thread: the first image shows sooner).
+    const buffers = pair.map(s => download(s.url));
+    const viewers = await Promise.all(pair.map((_, i) => createViewer(i)));
+    for (const [i, image] of pair.entries()) await showImage(viewers[i], i, image, pair.length, await buffers[i]);
     window.nmViewers = viewers;  // for the browser test and the load benchmark (GPU sync after first render)
     if (viewers.length === 2) {
       viewers[0].broadcastTo([viewers[1]], {"2d": true, "3d": true});
@@ -90,11 +103,34 @@
        multiplanar: nv.sliceTypeMultiplanar}[$("#slice-type").value]));
     $("#slice-type").onchange = setType;
     setType();
+    // The segmentation overlay is a second layer Niivue would re-blend with the image (seconds per viewer in
+    // a software renderer): it is downloaded now but added to the viewers only when first switched on.
     const toggle = $("#overlay-toggle");
-    toggle.disabled = !labels;
-    toggle.onchange = () => viewers.forEach(nv => {
-      if (nv.volumes.length > 1) nv.setOpacity(1, toggle.checked ? 0.6 : 0);
-    });
+    if (!labels) return;
+    const labelBuffer = download(labels.url);
+    let overlayShown = false;
+    toggle.disabled = false;
+    toggle.onchange = async () => {
+      const opacity = toggle.checked ? 0.6 : 0;
+      if (overlayShown) {
+        viewers.forEach(nv => nv.setOpacity(1, opacity));
+        return;
+      }
+      toggle.disabled = true;
+      $("#viewer-status").textContent = "loading overlay…";
+      try {
+        const buffer = await labelBuffer;
+        for (const nv of viewers) await addOverlay(nv, buffer, read.label_names, opacity);
+        overlayShown = true;
+        timing.overlay = performance.now() - t0;
+        $("#viewer-status").textContent = "";
+      } catch (err) {
+        toggle.checked = false;
+        $("#viewer-status").textContent = "Error: " + err.message;
+      } finally {
+        toggle.disabled = false;
+      }
+    };
   }
 
   function bindWindowLevel(nv, i) {
