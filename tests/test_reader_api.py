@@ -28,7 +28,7 @@ def env(tmp_path_factory):
     write_exam(data / "cohort", "ALS_001", findings=make_findings("ALS_001", root_grade=1, muscle_grade=2),
                descrip="ALS, Mr Smith")
     write_exam(data / "cohort", "MMN_002", findings=make_findings("MMN_002"), layout="sidecar")
-    write_exam(data / "cohort", "CTL_003", labels=False)
+    write_exam(data / "cohort", "CTL_003", labels=False, shape=(160, 64, 24))  # 160 > 128: served with a preview
     (data / "cohort" / "clinical.csv").write_text("id,diagnosis,age\nALS_001,ALS,61\nMMN_002,MMN,44\nCTL_003,control,50\n")
     (base / "outside").mkdir()
     write_exam(base / "outside", "SECRET_9")
@@ -210,7 +210,7 @@ def test_reader_sees_no_clinical_data_no_exam_ids_no_other_reads(env, study):
 def test_series_served_blinded_and_only_for_own_exam(env, study):
     r1 = client_for(env, "r1")
     reads = [r1.get(f"/api/reads/{w['read_id']}").json() for w in r1.get("/api/worklist").json()]
-    seen_descrip = []
+    seen_descrip, previews = [], []
     for read in reads:
         for s in read["series"]:
             r = r1.get(s["url"])
@@ -218,10 +218,21 @@ def test_series_served_blinded_and_only_for_own_exam(env, study):
             img = nib.Nifti1Image.from_bytes(r.content)
             assert list(img.shape) == s["shape"]
             seen_descrip.append(img.header["descrip"].tobytes().strip(b"\x00"))
+            # a preview only for images with an axis > display.PREVIEW_MAX_SIZE (CTL_003's 160 x 64 x 24)
+            assert (s["preview_url"] is not None) == (s["kind"] == "image" and s["shape"][0] == 160)
+            if s["preview_url"]:
+                small = nib.Nifti1Image.from_bytes(r1.get(s["preview_url"]).content)
+                assert small.shape == (80, 64, 24) and small.get_data_dtype() == img.get_data_dtype()
+                np.testing.assert_allclose(small.affine[:3, :3], img.affine[:3, :3] @ np.diag([2, 1, 1]))
+                assert not small.header["descrip"].tobytes().strip(b"\x00")
+                previews.append(s)
     assert seen_descrip and not any(seen_descrip)
+    assert len(previews) == 2  # T1 and T2 fat-sat of CTL_003
     a, b = reads[0], reads[1]
     foreign = b["series"][0]["id"]
     assert r1.get(f"/api/reads/{a['read_id']}/series/{foreign}/t1.nii").status_code == 404
+    assert r1.get(f"/api/reads/{a['read_id']}/series/{foreign}/t1.nii?preview=true").status_code == 404
+    assert client_for(env).get(previews[0]["preview_url"]).status_code == 401
     assert {s["kind"] for r in reads for s in r["series"]} == {"image", "labels"}
 
 

@@ -49,7 +49,8 @@ def test_read_an_exam_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
     app = create_app(ReaderSettings(db_url=f"sqlite:///{tmp_path / 'reader.db'}", data_root=tmp_path / "data"))
-    sid = seed_study(app, tmp_path / "data", ["reader1"], n_exams=2, shape=(96, 96, 24))
+    # 144 voxels > display.PREVIEW_MAX_SIZE: each pane shows a 72x96x24 preview first, then the full image.
+    sid = seed_study(app, tmp_path / "data", ["reader1"], n_exams=2, shape=(144, 96, 24))
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     with running_server(app) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -61,7 +62,9 @@ def test_read_an_exam_in_chromium(tmp_path):
         page.wait_for_selector("#worklist tbody a")
         page.screenshot(path=str(DOCS_IMG / "reader_worklist.png"))
         page.click("#worklist tbody tr:first-child a")
-        page.wait_for_function("window.nmTiming && window.nmTiming.firstRender !== null", timeout=60000)
+        page.wait_for_function("window.nmTiming && window.nmTiming.fullDrawn !== null", timeout=60000)
+        assert page.evaluate("window.nmTiming.fullDrawn > window.nmTiming.firstDrawn")
+        assert page.evaluate("window.nmViewers.map(nv => Array.from(nv.volumes[0].dims.slice(1, 4)))") == [[144, 96, 24]] * 2
         page.select_option("#slice-type", "axial")
         # Niivue kept only the 2D-slice textures: the gradient texture of 3D rendering was never built.
         assert page.evaluate("window.nmViewers.every(nv => nv.opts.skipGradientTexture && nv.gradientTexture === null)")
@@ -71,8 +74,7 @@ def test_read_an_exam_in_chromium(tmp_path):
             assert drawn_fraction(png) > 0.05, canvas
             before[canvas] = coloured_fraction(png)  # the crosshair only
         page.check("#overlay-toggle")  # the label overlay is added on first use
-        page.wait_for_function("window.nmTiming.overlay !== undefined", timeout=60000)
-        page.wait_for_timeout(300)
+        page.wait_for_function("window.nmTiming.overlay !== null", timeout=60000)
         for canvas in ("#gl0", "#gl1"):
             assert coloured_fraction(page.locator(canvas).screenshot()) > before[canvas] + 0.02, canvas
         assert "T1" in page.inner_text("#cap-0") and "T2FS" in page.inner_text("#cap-1")

@@ -13,7 +13,8 @@ import pytest
 
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
 from nervemuscle.errors import BadInputError
-from nervemuscle.reader.exams import discover_exams, display_copy, resolve_inside
+from nervemuscle.reader.display import block_mean, display_copy, preview_copy, preview_factors
+from nervemuscle.reader.exams import discover_exams, resolve_inside
 from nervemuscle.volume import Volume
 
 PASSWORD = "correct horse battery"
@@ -208,6 +209,32 @@ def test_display_copy_of_labels_is_exact_uint8(tmp_path):
     img = nib.load(display_copy(tmp_path / "labels.nii.gz", tmp_path / "cache"))
     assert img.get_data_dtype() == np.uint8
     np.testing.assert_array_equal(np.asanyarray(img.dataobj), labels)
+
+
+def test_preview_copy_is_the_block_mean_in_the_same_world_space(tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.normal(300, 40, (257, 130, 9)).astype(np.float32)  # float -> int16 with scl_slope
+    affine = np.array([[0, 0.8, 0.1, -40], [-0.7, 0, 0, 60], [0, 0.05, 3.0, -20], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "t1.nii.gz")
+    full = nib.load(display_copy(tmp_path / "t1.nii.gz", tmp_path / "cache"))
+    small = nib.load(preview_copy(tmp_path / "t1.nii.gz", tmp_path / "cache"))
+    assert preview_factors(full.shape) == (3, 2, 1) and small.shape == (86, 65, 9)
+    assert small.get_data_dtype() == full.get_data_dtype() == np.int16
+    values = full.get_fdata()
+    # a preview voxel = mean of its 3 x 2 x 1 block, to within one grey step of the int16 scaling
+    step = full.dataobj.slope
+    np.testing.assert_allclose(small.get_fdata()[:85], block_mean(values[:255], (3, 2, 1)), atol=step)
+    np.testing.assert_allclose(small.get_fdata()[10, 20, 4], values[30:33, 40:42, 4].mean(), atol=step)
+    # its centre in world space is the centre of the block it averages (voxel 31, 40.5 of the full image)
+    np.testing.assert_allclose(small.affine @ [10, 20, 4, 1], full.affine @ [31, 40.5, 4, 1], atol=1e-5)
+    np.testing.assert_allclose(nib.affines.voxel_sizes(small.affine), nib.affines.voxel_sizes(affine) * [3, 2, 1])
+    again = preview_copy(tmp_path / "t1.nii.gz", tmp_path / "cache")  # made once, no temporary file left
+    assert nib.load(again).shape == small.shape and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_preview_of_a_small_image_is_its_display_copy(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((128, 100, 20), np.int16), np.eye(4)), tmp_path / "a.nii.gz")
+    assert preview_copy(tmp_path / "a.nii.gz", tmp_path / "c") == display_copy(tmp_path / "a.nii.gz", tmp_path / "c")
 
 
 def test_vendored_niivue_carries_the_gradient_patch():

@@ -23,7 +23,8 @@ from nervemuscle.anatomy import label_names
 from nervemuscle.errors import BadInputError
 from nervemuscle.reader import auth
 from nervemuscle.reader.agreement import AUTOMATED, agreement_table
-from nervemuscle.reader.exams import discover_exams, display_copy, resolve_inside
+from nervemuscle.reader.display import display_copy, preview_copy, preview_factors
+from nervemuscle.reader.exams import discover_exams, resolve_inside
 from nervemuscle.reader.forms import allowed_grades, automated_grades, build_form, form_as_dict
 from nervemuscle.reader.models import (Assignment, AuditEntry, Exam, LoginSession, Read, ReadGrade,
                                        ReadingSession, Series, User, utcnow)
@@ -120,10 +121,17 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat()
 
 
+def has_preview(series: Series) -> bool:
+    """Whether the viewer gets a reduced-size preview of ``series`` first (:func:`display.preview_copy`)."""
+    return series.kind == "image" and len(series.shape) == 3 and preview_factors(series.shape) != (1, 1, 1)
+
+
 def read_payload(db: Session, read: Read) -> dict[str, Any]:
     session = db.get(ReadingSession, read.session_id)
     series = [{"id": s.id, "role": s.role, "kind": s.kind, "shape": s.shape,
-               "url": f"/api/reads/{read.id}/series/{s.id}/{s.role}.nii"} for s in read.exam.series]
+               "url": f"/api/reads/{read.id}/series/{s.id}/{s.role}.nii",
+               "preview_url": f"/api/reads/{read.id}/series/{s.id}/{s.role}.nii?preview=true" if has_preview(s) else None}
+              for s in read.exam.series]
     return {"read_id": read.id, "case": case_label(read, session.blinded), "session": session.name,
             "form": form_as_dict(session.protocol), "comment": read.comment,
             "grades": [{"item": g.item, "scale": g.scale, "grade": g.grade} for g in read.grades],
@@ -225,10 +233,11 @@ def submit_read(read_id: int, user: User = Depends(current_user), db: Session = 
 
 
 @router.get("/reads/{read_id}/series/{series_id}/{filename}")
-def get_series(read_id: int, series_id: int, filename: str, request: Request, user: User = Depends(current_user),
-               db: Session = Depends(get_db, scope="function")) -> Response:
-    """A series of the caller's read as its uncompressed display copy (:func:`exams.display_copy`: small
-    integers, header free text and extensions stripped), made at import or on first request."""
+def get_series(read_id: int, series_id: int, filename: str, request: Request, preview: bool = False,
+               user: User = Depends(current_user), db: Session = Depends(get_db, scope="function")) -> Response:
+    """A series of the caller's read as its uncompressed display copy (:func:`display.display_copy`: small
+    integers, header free text and extensions stripped), or with ``preview=true`` its reduced-size preview
+    (:func:`display.preview_copy`), made at import or on first request."""
     read = own_read(db, read_id, user)
     series = db.get(Series, series_id)
     if series is None or series.exam_pk != read.exam_pk:
@@ -236,7 +245,7 @@ def get_series(read_id: int, series_id: int, filename: str, request: Request, us
     path = Path(series.path)
     if not path.is_file():
         raise HTTPException(410, "series file is gone from the data root")
-    copy = display_copy(path, request.app.state.display_cache)
+    copy = (preview_copy if preview else display_copy)(path, request.app.state.display_cache)
     return FileResponse(copy, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -298,16 +307,17 @@ def import_exams(body: ImportIn, request: Request, background: BackgroundTasks, 
         exam.series = [Series(role=s.role, kind=s.kind, path=str(s.path), shape=list(s.shape)) for s in ex.series]
         imported.append(ex.exam_id)
     audit(db, admin, None, "import", new=f"{body.path}: {len(imported)} exam(s)")
-    background.add_task(make_display_copies, [s.path for ex in found for s in ex.series],
+    background.add_task(make_display_copies, [(s.path, s.kind == "image") for ex in found for s in ex.series],
                         request.app.state.display_cache)
     return {"imported": imported}
 
 
-def make_display_copies(paths: list[Path], cache_dir: Path) -> None:
-    """:func:`exams.display_copy` of every path (a file that fails here fails again, with its 500, on request)."""
-    for path in paths:
+def make_display_copies(paths: list[tuple[Path, bool]], cache_dir: Path) -> None:
+    """Display copies of every ``(path, is_image)``, and previews of the images (:mod:`display`); a file that
+    fails here fails again, with its 500, on request."""
+    for path, is_image in paths:
         try:
-            display_copy(path, cache_dir)
+            (preview_copy if is_image else display_copy)(path, cache_dir)  # a preview makes the display copy first
         except (OSError, ValueError, ImageFileError):
             continue
 

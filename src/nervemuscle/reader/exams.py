@@ -15,16 +15,12 @@ A cohort folder is a folder of exam folders, optionally with ``clinical.csv`` (c
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import numpy as np
 
 from nervemuscle.errors import BadInputError
 
@@ -162,54 +158,3 @@ def discover_exams(folder: str | Path) -> list[ExamFolder]:
     if not exams:
         raise BadInputError("no exam folders found", folder)
     return exams
-
-
-#: Free-text NIfTI header fields that may carry identifying or clinical text.
-_TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
-
-
-def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
-    """Uncompressed small-integer NIfTI of ``path`` for the viewer, made once per file version.
-
-    Integer data whose range fits are stored as uint8 or int16 unchanged; other data (float series) as int16
-    with ``scl_slope``/``scl_inter`` (65,535 grey levels over the data range: display resolution, values shown
-    by the viewer stay in the original units). Same voxel order and affine (qform and sform). Header free text
-    and extensions are dropped: readers must not learn the diagnosis from a header description or a DICOM
-    extension. No gzip: Niivue would inflate it in JavaScript, which costs more than moving the raw bytes.
-
-    The copy lives in ``cache_dir`` under a name hashed from the source path, size and mtime; it is written to a
-    temporary file and renamed, so concurrent requests never see half a file.
-    """
-    path = Path(path)
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
-    target = Path(cache_dir) / f"{key}.nii"
-    if target.exists():
-        return target
-    img = nib.load(str(path))
-    header = img.header.copy()
-    slope, inter = header.get_slope_inter()
-    if img.get_data_dtype().kind in "iub" and slope in (None, 1.0) and inter in (None, 0.0):
-        data = np.asanyarray(img.dataobj)
-        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
-        dtype = np.uint8 if 0 <= lo and hi <= 255 else np.int16 if -32768 <= lo and hi <= 32767 else np.float32
-    else:
-        data = np.nan_to_num(np.asarray(img.get_fdata(dtype=np.float32)), nan=0.0, posinf=0.0, neginf=0.0)
-        dtype = np.int16
-    for f in _TEXT_FIELDS:
-        header[f] = b""
-    header.extensions.clear()
-    out = nib.Nifti1Image(data, img.affine, header=header)
-    out.set_qform(img.affine, int(header["qform_code"]) or 1)
-    out.set_sform(img.affine, int(header["sform_code"]) or 1)
-    out.set_data_dtype(dtype)  # nibabel chooses scl_slope/scl_inter for float -> int16
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=cache_dir)
-    os.close(fd)
-    try:
-        nib.save(out, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target

@@ -1,10 +1,12 @@
 // The reading page: two linked Niivue viewers (T1 | T2 fat-sat/STIR) and the structured form with autosave.
 "use strict";
 (() => {
-  const t0 = performance.now();
   const root = document.querySelector(".read");
   const readId = root.dataset.readId;
-  const timing = window.nmTiming = {start: t0, downloaded: [], loaded: [], firstRender: null};
+  // Milliseconds since navigation start (the reader's click): images downloaded, both panes drawn (first the
+  // previews, then full resolution; the GPU has finished, see whenDrawn), label overlay drawn.
+  const timing = window.nmTiming = {script: performance.now(), downloaded: [], firstDrawn: null, fullDrawn: null,
+                                    overlay: null};
   const $ = s => document.querySelector(s);
   const PAIR_PREFERENCE = [["t1"], ["t2fs", "stir", "dixon_water", "other"]];
 
@@ -36,7 +38,7 @@
     const res = await fetch(url, {credentials: "same-origin"});
     if (!res.ok) throw new Error(`${res.status} loading an image`);
     const buffer = await res.arrayBuffer();
-    timing.downloaded.push(performance.now() - t0);
+    timing.downloaded.push(performance.now());
     return buffer;
   }
 
@@ -62,19 +64,42 @@
     return nv;
   }
 
-  async function showImage(nv, i, image, total, buffer) {
-    nv.onImageLoaded = () => {
-      timing.loaded.push(performance.now() - t0);
-      if (timing.loaded.length === total) {
-        timing.firstRender = performance.now() - t0;
-        $("#viewer-status").textContent = `images shown in ${(timing.firstRender / 1000).toFixed(2)} s`;
-      }
-      nv.onImageLoaded = () => {};
-    };
+  async function showImage(nv, i, image, buffer, name) {
     $(`#cap-${i}`).textContent = image.role.toUpperCase() + " · " + image.shape.join("×");
-    const name = `${image.role}.nii`;  // display copies are uncompressed
     await nv.addVolumeFromUrl({url: name, name, buffer});
-    bindWindowLevel(nv, i);
+    const shown = nv.volumes[0];
+    shown.nmInitialWindow = [shown.cal_min, shown.cal_max];
+  }
+
+  function whenDrawn(viewers) {
+    // When the GPU has finished everything queued so far in every viewer (a WebGL fence each, polled without
+    // blocking): Niivue returns from loading a volume long before a software renderer has built its textures.
+    return Promise.all(viewers.map(nv => new Promise(resolve => {
+      nv.drawScene();
+      const gl = nv.gl, fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+      gl.flush();
+      const poll = () => {
+        if (gl.getSyncParameter(fence, gl.SYNC_STATUS) !== gl.SIGNALED) return setTimeout(poll, 5);
+        gl.deleteSync(fence);
+        resolve(performance.now());
+      };
+      poll();
+    }))).then(times => Math.max(...times));
+  }
+
+  async function replaceImage(nv, buffer, name) {
+    // The preview gives way to the full-resolution image: same world space, crosshair kept in mm, and a window
+    // the reader has already changed carried over.
+    const preview = nv.volumes[0];
+    const full = await niivue.NVImage.loadFromUrl({url: name, name, buffer});
+    if (preview.cal_min !== preview.nmInitialWindow[0] || preview.cal_max !== preview.nmInitialWindow[1]) {
+      [full.cal_min, full.cal_max] = [preview.cal_min, preview.cal_max];
+    }
+    const mm = nv.frac2mm(nv.scene.crosshairPos);
+    nv.volumes = [full];
+    nv.setVolume(full, 0);
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.drawScene();
   }
 
   async function addOverlay(nv, buffer, names, opacity) {
@@ -88,12 +113,22 @@
   async function startViewers(read) {
     const pair = pickSeries(read.series);
     const labels = read.series.find(s => s.kind === "labels");
-    // Download the images once while both WebGL contexts start; Niivue gets the bytes, not the URL. The images
-    // then open one after the other (both contexts share one GPU thread: the first image shows sooner).
-    const buffers = pair.map(s => download(s.url));
+    const names = pair.map(image => `${image.role}.nii`);  // display copies are uncompressed
+    // Large series come first as a reduced-size preview (display.preview_copy): a few MB and a fraction of the
+    // GPU work, shown while the full resolution downloads (after the previews) and replaces them pane by pane.
+    // Downloads run while both WebGL contexts start; Niivue gets the bytes, not the URL. The panes open one after
+    // the other (both contexts share one GPU thread: the first image shows sooner).
+    const first = pair.map(image => download(image.preview_url || image.url));
+    const full = Promise.all(first).then(() => pair.map((image, i) => image.preview_url ? download(image.url) : first[i]));
     const viewers = await Promise.all(pair.map((_, i) => createViewer(i)));
-    for (const [i, image] of pair.entries()) await showImage(viewers[i], i, image, pair.length, await buffers[i]);
-    window.nmViewers = viewers;  // for the browser test and the load benchmark (GPU sync after first render)
+    for (const [i, image] of pair.entries()) {
+      await showImage(viewers[i], i, image, await first[i], names[i]);
+      bindWindowLevel(viewers[i], i);
+    }
+    window.nmViewers = viewers;  // for the browser test
+    timing.firstDrawn = await whenDrawn(viewers);
+    const seconds = t => `${(t / 1000).toFixed(2)} s`;
+    $("#viewer-status").textContent = `images shown in ${seconds(timing.firstDrawn)}`;
     if (viewers.length === 2) {
       viewers[0].broadcastTo([viewers[1]], {"2d": true, "3d": true});
       viewers[1].broadcastTo([viewers[0]], {"2d": true, "3d": true});
@@ -103,6 +138,17 @@
        multiplanar: nv.sliceTypeMultiplanar}[$("#slice-type").value]));
     $("#slice-type").onchange = setType;
     setType();
+    const previews = pair.map(image => Boolean(image.preview_url));
+    if (previews.some(Boolean)) {
+      $("#viewer-status").textContent = `preview shown in ${seconds(timing.firstDrawn)} · loading full resolution…`;
+      const buffers = await full;
+      for (const [i, nv] of viewers.entries()) if (previews[i]) await replaceImage(nv, await buffers[i], names[i]);
+      timing.fullDrawn = await whenDrawn(viewers);
+      $("#viewer-status").textContent =
+        `preview shown in ${seconds(timing.firstDrawn)} · full resolution in ${seconds(timing.fullDrawn)}`;
+    } else {
+      timing.fullDrawn = timing.firstDrawn;
+    }
     // The segmentation overlay is a second layer Niivue would re-blend with the image (seconds per viewer in
     // a software renderer): it is downloaded now but added to the viewers only when first switched on.
     const toggle = $("#overlay-toggle");
@@ -117,13 +163,14 @@
         return;
       }
       toggle.disabled = true;
+      const before = $("#viewer-status").textContent;
       $("#viewer-status").textContent = "loading overlay…";
       try {
         const buffer = await labelBuffer;
         for (const nv of viewers) await addOverlay(nv, buffer, read.label_names, opacity);
         overlayShown = true;
-        timing.overlay = performance.now() - t0;
-        $("#viewer-status").textContent = "";
+        timing.overlay = await whenDrawn(viewers);
+        $("#viewer-status").textContent = before;
       } catch (err) {
         toggle.checked = false;
         $("#viewer-status").textContent = "Error: " + err.message;
@@ -134,14 +181,14 @@
   }
 
   function bindWindowLevel(nv, i) {
-    const vol = nv.volumes[0], lo = $(`#lo-${i}`), hi = $(`#hi-${i}`);
-    const min = vol.robust_min ?? vol.global_min, max = vol.robust_max ?? vol.global_max;
-    const update = () => {
+    const lo = $(`#lo-${i}`), hi = $(`#hi-${i}`);
+    lo.oninput = hi.oninput = () => {
+      const vol = nv.volumes[0];  // the preview, then the full-resolution image
+      const min = vol.robust_min ?? vol.global_min, max = vol.robust_max ?? vol.global_max;
       vol.cal_min = min + (max - min) * Math.min(+lo.value, +hi.value - 1) / 100;
       vol.cal_max = min + (max - min) * Math.max(+hi.value, +lo.value + 1) / 100;
       nv.updateGLVolume();
     };
-    lo.oninput = hi.oninput = update;
   }
 
   // ---------------------------------------------------------------- structured form with autosave

@@ -1,0 +1,121 @@
+"""Display copies of series for the web viewer: small integers, no header text, and a reduced-size preview.
+
+Both are made once per file version and kept in a cache folder under a name hashed from the source path, size
+and mtime; each is written to a temporary file and renamed, so concurrent requests never see half a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+#: Free-text NIfTI header fields that may carry identifying or clinical text.
+_TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
+
+#: Largest preview size along any axis (voxels).
+PREVIEW_MAX_SIZE = 128
+
+
+def _cached(path: Path, cache_dir: Path, kind: str) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{kind}".encode()).hexdigest()[:32]
+    return cache_dir / f"{key}.nii"
+
+
+def _save_atomic(img: nib.Nifti1Image, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=target.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
+    """Uncompressed small-integer NIfTI of ``path`` for the viewer, made once per file version.
+
+    Integer data whose range fits are stored as uint8 or int16 unchanged; other data (float series) as int16
+    with ``scl_slope``/``scl_inter`` (65,535 grey levels over the data range: display resolution, values shown
+    by the viewer stay in the original units). Same voxel order and affine (qform and sform). Header free text
+    and extensions are dropped: readers must not learn the diagnosis from a header description or a DICOM
+    extension. No gzip: Niivue would inflate it in JavaScript, which costs more than moving the raw bytes.
+    """
+    path = Path(path)
+    target = _cached(path, Path(cache_dir), "display")
+    if target.exists():
+        return target
+    img = nib.load(str(path))
+    header = img.header.copy()
+    slope, inter = header.get_slope_inter()
+    if img.get_data_dtype().kind in "iub" and slope in (None, 1.0) and inter in (None, 0.0):
+        data = np.asanyarray(img.dataobj)
+        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        dtype = np.uint8 if 0 <= lo and hi <= 255 else np.int16 if -32768 <= lo and hi <= 32767 else np.float32
+    else:
+        data = np.nan_to_num(np.asarray(img.get_fdata(dtype=np.float32)), nan=0.0, posinf=0.0, neginf=0.0)
+        dtype = np.int16
+    for f in _TEXT_FIELDS:
+        header[f] = b""
+    header.extensions.clear()
+    out = nib.Nifti1Image(data, img.affine, header=header)
+    out.set_qform(img.affine, int(header["qform_code"]) or 1)
+    out.set_sform(img.affine, int(header["sform_code"]) or 1)
+    out.set_data_dtype(dtype)  # nibabel chooses scl_slope/scl_inter for float -> int16
+    return _save_atomic(out, target)
+
+
+def preview_factors(shape: tuple[int, ...], max_size: int = PREVIEW_MAX_SIZE) -> tuple[int, int, int]:
+    """Integer reduction per spatial axis that brings every axis to at most ``max_size`` voxels."""
+    return tuple(max(1, math.ceil(n / max_size)) for n in shape[:3])
+
+
+def block_mean(data: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Mean over ``factors``-sized blocks (float32); the far edges are padded by repeating the last voxel."""
+    padded_shape = [math.ceil(n / f) * f for n, f in zip(data.shape, factors)]
+    padded = np.pad(data.astype(np.float32, copy=False), [(0, p - n) for p, n in zip(padded_shape, data.shape)],
+                    mode="edge")
+    blocks = padded.reshape(padded_shape[0] // factors[0], factors[0], padded_shape[1] // factors[1], factors[1],
+                            padded_shape[2] // factors[2], factors[2])
+    return blocks.mean(axis=(1, 3, 5))
+
+
+def block_affine(affine: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Affine of :func:`block_mean`'s output: voxel ``i`` is the centre of input voxels ``f i .. f i + f - 1``."""
+    scale = np.diag([*map(float, factors), 1.0])
+    scale[:3, 3] = [(f - 1) / 2 for f in factors]
+    return affine @ scale
+
+
+def preview_copy(path: str | Path, cache_dir: str | Path) -> Path:
+    """Reduced-size display copy of a 3D image shown while the full one loads (``preview_factors`` block means).
+
+    Same data type, scaling and world space as :func:`display_copy` (a voxel of the preview covers the block of
+    full-resolution voxels it averages). Returns the display copy itself when no axis exceeds the preview size.
+    """
+    path = Path(path)
+    full = display_copy(path, cache_dir)
+    target = _cached(path, Path(cache_dir), "preview")
+    if target.exists():
+        return target
+    img = nib.load(str(full))
+    factors = preview_factors(img.shape)
+    if img.ndim != 3 or factors == (1, 1, 1):
+        return full
+    raw = np.asanyarray(img.dataobj.get_unscaled())
+    reduced = np.rint(block_mean(raw, factors)).astype(img.get_data_dtype())
+    affine = block_affine(img.affine, factors)
+    header = img.header.copy()
+    out = nib.Nifti1Image(reduced, affine, header=header)
+    out.set_qform(affine, int(header["qform_code"]) or 1)
+    out.set_sform(affine, int(header["sform_code"]) or 1)
+    out.header.set_slope_inter(img.dataobj.slope, img.dataobj.inter)  # the raw integers keep their scaling
+    return _save_atomic(out, target)
