@@ -213,7 +213,7 @@ def api_load(base: str, n_readers: int, n_requests: int, think_s: float = 0.0, s
 
 #: In the page after both panes' onImageLoaded: draw each viewer and read one pixel back, which waits until the
 #: GPU (here SwiftShader) has done everything queued for it; returns ms since navigation start.
-def first_render(base: str, reader: str, repeats: int = 3) -> dict:
+def first_render(base: str, reader: str, repeats: int = 5) -> dict:
     """Navigation start (the reader's click) -> both panes drawn, as the viewer itself records it (``nmTiming``:
     a WebGL fence per viewer, i.e. the GPU has finished, not just Niivue's ``onImageLoaded``), in fresh Chromium
     contexts (no HTTP or code cache): ``first_drawn`` the first images (reduced-size previews of a large exam),

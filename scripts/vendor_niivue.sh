@@ -73,5 +73,7 @@ local patch (one edit, checked by tests/test_reader_support.py): option \`skipGr
     g===0&&(this.volumeTexture=i,this.gradientTexture=Ti({
   with
     g===0&&(this.volumeTexture=i,this.gradientTexture=this.opts.skipGradientTexture?this.gradientTexture:Ti({
+  The option is set after construction (nv.opts.skipGradientTexture = true): Niivue's constructor drops
+  options it does not know.
 VERSION
 echo "vendored @niivue/niivue $actual -> $dest"

@@ -16,7 +16,7 @@ from nervemuscle.cli import main
 from nervemuscle.reader import auth
 from nervemuscle.reader.app import ReaderSettings, create_app
 from nervemuscle.reader.models import AuditEntry, User
-from test_reader_support import PASSWORD, csrf, login, make_findings, write_exam
+from test_reader_support import PASSWORD, csrf, login, make_findings, seed_study, write_exam
 
 EXAMS = ("ALS_001", "MMN_002", "CTL_003")
 
@@ -234,6 +234,20 @@ def test_series_served_blinded_and_only_for_own_exam(env, study):
     assert r1.get(f"/api/reads/{a['read_id']}/series/{foreign}/t1.nii?preview=true").status_code == 404
     assert client_for(env).get(previews[0]["preview_url"]).status_code == 401
     assert {s["kind"] for r in reads for s in r["series"]} == {"image", "labels"}
+
+
+def test_unreadable_series_is_a_500_without_its_path(tmp_path, caplog):
+    app = create_app(ReaderSettings(db_url=f"sqlite:///{tmp_path / 'reader.db'}", data_root=tmp_path / "data"))
+    seed_study(app, tmp_path / "data", ["r1"], n_exams=1)
+    (tmp_path / "data" / "cohort" / "E000" / "series" / "t1.nii.gz").write_bytes(b"not a NIfTI file")
+    reader = TestClient(app)
+    assert login(reader, "r1").status_code == 303
+    read = reader.get(f"/api/reads/{reader.get('/api/worklist').json()[0]['read_id']}").json()
+    t1 = next(s for s in read["series"] if s["role"] == "t1")
+    with caplog.at_level("ERROR", logger="nervemuscle.reader.api"):
+        r = reader.get(t1["url"])
+    assert r.status_code == 500 and r.json() == {"detail": "the series file could not be read (see the server log)"}
+    assert "E000" in caplog.text and "t1.nii.gz" in caplog.text  # the log names the file, the reader never sees it
 
 
 def _grade_all(client, read_id, grade, impression):

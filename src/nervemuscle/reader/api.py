@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -28,6 +29,8 @@ from nervemuscle.reader.exams import discover_exams, resolve_inside
 from nervemuscle.reader.forms import allowed_grades, automated_grades, build_form, form_as_dict
 from nervemuscle.reader.models import (Assignment, AuditEntry, Exam, LoginSession, Read, ReadGrade,
                                        ReadingSession, Series, User, utcnow)
+
+log = logging.getLogger(__name__)
 
 EXPORT_COLUMNS = ("exam_id", "reader", "item", "scale", "grade", "submitted_at")
 
@@ -245,7 +248,12 @@ def get_series(read_id: int, series_id: int, filename: str, request: Request, pr
     path = Path(series.path)
     if not path.is_file():
         raise HTTPException(410, "series file is gone from the data root")
-    copy = (preview_copy if preview else display_copy)(path, request.app.state.display_cache)
+    try:
+        copy = (preview_copy if preview else display_copy)(path, request.app.state.display_cache)
+    except (OSError, ValueError, ImageFileError) as exc:
+        # the reader sees no path (it would name the exam); the server log names the file and the problem
+        log.error("display copy of %s failed: %s", path, exc)
+        raise HTTPException(500, "the series file could not be read (see the server log)") from None
     return FileResponse(copy, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -314,12 +322,12 @@ def import_exams(body: ImportIn, request: Request, background: BackgroundTasks, 
 
 def make_display_copies(paths: list[tuple[Path, bool]], cache_dir: Path) -> None:
     """Display copies of every ``(path, is_image)``, and previews of the images (:mod:`display`); a file that
-    fails here fails again, with its 500, on request."""
+    fails is logged here and fails again, with its 500, on request."""
     for path, is_image in paths:
         try:
             (preview_copy if is_image else display_copy)(path, cache_dir)  # a preview makes the display copy first
-        except (OSError, ValueError, ImageFileError):
-            continue
+        except (OSError, ValueError, ImageFileError) as exc:
+            log.error("display copy of %s failed: %s", path, exc)
 
 
 @router.post("/admin/exams/{exam_id}/findings")
