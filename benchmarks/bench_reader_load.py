@@ -48,14 +48,6 @@ def write_exam(folder: Path, shape: tuple[int, int, int], seed: int) -> None:
         Volume(data, aff).save(folder / "series" / f"{role}.nii.gz")
 
 
-_SERVE = """import sys, uvicorn
-from pathlib import Path
-from nervemuscle.reader.app import ReaderSettings, create_app
-settings = ReaderSettings(db_url=sys.argv[1], data_root=Path(sys.argv[2]))
-uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
-"""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,13 +55,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(db_url: str, data_root: Path):
-    """The reader app under uvicorn in a child process on a free loopback port; yields (base URL, process id).
-
-    Same as ``nervemuscle serve`` but without importing every CLI command (faster start).
-    """
+def served(db_url: str, data_root: Path, workers: int = 1):
+    """``nervemuscle serve --workers N`` in a child process on a free loopback port; yields (base URL, process id)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, db_url, str(data_root), str(port)])
+    command = str(Path(sys.executable).with_name("nervemuscle"))
+    proc = subprocess.Popen([command, "serve", "--db", db_url, "--data-root", str(data_root), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -129,11 +120,13 @@ def create_reading_session(base: str, n_readers: int, n_exams: int) -> None:
 
 
 def fetch_all_series(base: str, reader: str) -> None:
-    """Download every series of ``reader``'s reads once (waits for the display copies the import started)."""
+    """Download every series (and preview) of ``reader``'s reads once (waits for the display copies the import
+    started)."""
     client = login(base, reader)
     for w in client.get("/api/worklist").json():
         for s in client.get(f"/api/reads/{w['read_id']}").json()["series"]:
-            client.get(s["url"]).raise_for_status()
+            for url in filter(None, (s["url"], s["preview_url"])):
+                client.get(url).raise_for_status()
     client.close()
 
 
@@ -174,9 +167,13 @@ def reader_session(client: httpx.Client, n_requests: int, start: threading.Barri
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid`` and its children (the server's workers; Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for p in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def api_load(base: str, n_readers: int, n_requests: int, think_s: float = 0.0, server_pid: int | None = None) -> dict:
@@ -186,6 +183,8 @@ def api_load(base: str, n_readers: int, n_requests: int, think_s: float = 0.0, s
     """
     with ThreadPoolExecutor(4) as pool:
         clients = list(pool.map(lambda r: login(base, f"r{r:02d}"), range(n_readers)))
+        # not timed: each server process's first requests (SQLAlchemy statement cache, templates) after its start
+        list(pool.map(lambda c: [c.get("/api/worklist").raise_for_status() for _ in range(3)], clients))
     start = threading.Barrier(n_readers)
     client_cpu0, server_cpu0 = time.process_time(), _cpu_s(server_pid) if server_pid else None
     t0 = time.perf_counter()
@@ -211,8 +210,6 @@ def api_load(base: str, n_readers: int, n_requests: int, think_s: float = 0.0, s
             **per_kind}
 
 
-#: In the page after both panes' onImageLoaded: draw each viewer and read one pixel back, which waits until the
-#: GPU (here SwiftShader) has done everything queued for it; returns ms since navigation start.
 def first_render(base: str, reader: str, repeats: int = 5) -> dict:
     """Navigation start (the reader's click) -> both panes drawn, as the viewer itself records it (``nmTiming``:
     a WebGL fence per viewer, i.e. the GPU has finished, not just Niivue's ``onImageLoaded``), in fresh Chromium
@@ -256,24 +253,28 @@ def first_render(base: str, reader: str, repeats: int = 5) -> dict:
 
 
 def run(n_readers: int = 20, n_requests: int = 24, big_shape: tuple[int, int, int] = (256, 256, 120),
-        think_s: float = 0.5) -> dict:
-    """Measured numbers of both parts (see the module docstring).
+        think_s: float = 0.5, workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Measured numbers of both parts (see the module docstring), the API with each number of server processes.
 
-    ``api_paced``: readers pause ``think_s`` (mean) between requests, about 36 requests/s offered by 20 readers,
-    several times what people grading cells generate; this is the issue's latency target. ``api_saturation``: the
-    same requests back to back, the server's capacity (its p95 is 20 requests queued on one Python process).
+    ``api_paced_<n>w``: readers pause ``think_s`` (mean) between requests, about 36 requests/s offered by 20
+    readers, several times what people grading cells generate; this is the issue's latency target.
+    ``api_saturation_<n>w``: the same requests back to back, the server's capacity (its p95 is 20 requests queued).
     """
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         shapes = [big_shape, (64, 64, 24), (64, 64, 24)]
         db_url, data = prepare_study(Path(tmp), n_readers, shapes)
-        with served(db_url, data) as (base, pid):
-            create_reading_session(base, n_readers, len(shapes))
-            fetch_all_series(base, "r00")  # display copies made (as after an import), not timed
-            paced = api_load(base, n_readers, n_requests, think_s=think_s, server_pid=pid)
-            saturation = api_load(base, n_readers, n_requests, server_pid=pid)
-            render = first_render(base, "r00") if os.path.exists(CHROMIUM) else {"skipped": "no chromium"}
-    return {"api_paced": paced, "api_saturation": saturation, "first_render": render, "cores": os.cpu_count(),
-            "load_average_1min": os.getloadavg()[0]}
+        for k, n in enumerate(workers):
+            with served(db_url, data, n) as (base, pid):
+                if k == 0:
+                    create_reading_session(base, n_readers, len(shapes))
+                    fetch_all_series(base, "r00")  # display copies made (as after an import), not timed
+                out[f"api_paced_{n}w"] = api_load(base, n_readers, n_requests, think_s=think_s, server_pid=pid)
+                out[f"api_saturation_{n}w"] = api_load(base, n_readers, n_requests, server_pid=pid)
+                if k == 0:  # after the import's background work (display copies) has certainly finished
+                    out["first_render"] = (first_render(base, "r00") if os.path.exists(CHROMIUM)
+                                           else {"skipped": "no chromium"})
+    return {**out, "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Small version of benchmarks/bench_reader_load.py: 20 concurrent readers against ``nervemuscle serve``
-(a real server process on loopback), bounded requests, no timing asserts: nothing fails or is lost."""
+(a real server on loopback, one process or two sharing the SQLite database), bounded requests, no timing
+asserts: nothing fails or is lost."""
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,10 @@ from benchmarks.bench_reader_load import api_load, create_reading_session, login
 
 
 @pytest.mark.slow
-def test_twenty_concurrent_readers(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_twenty_concurrent_readers(tmp_path, workers):
     db_url, data = prepare_study(tmp_path, n_readers=20, exam_shapes=[(32, 32, 8), (32, 32, 8)])
-    with served(db_url, data) as (base, _pid):
+    with served(db_url, data, workers) as (base, _pid):
         create_reading_session(base, n_readers=20, n_exams=2)
         result = api_load(base, n_readers=20, n_requests=6)
         assert result["requests"] == 120 and result["errors"] == 0

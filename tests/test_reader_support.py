@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
 from nervemuscle.errors import BadInputError
+from nervemuscle.reader.db import WriteTurn
 from nervemuscle.reader.display import block_mean, display_copy, preview_copy, preview_factors
 from nervemuscle.reader.exams import discover_exams, resolve_inside
 from nervemuscle.volume import Volume
@@ -235,6 +239,35 @@ def test_preview_copy_is_the_block_mean_in_the_same_world_space(tmp_path):
 def test_preview_of_a_small_image_is_its_display_copy(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((128, 100, 20), np.int16), np.eye(4)), tmp_path / "a.nii.gz")
     assert preview_copy(tmp_path / "a.nii.gz", tmp_path / "c") == display_copy(tmp_path / "a.nii.gz", tmp_path / "c")
+
+
+_OTHER_PROCESS_TAKES_TURN = """import sys
+from pathlib import Path
+from nervemuscle.reader.db import WriteTurn
+print(WriteTurn(Path(sys.argv[1]), timeout_s=float(sys.argv[2])).acquire())
+"""
+
+
+def test_write_turn_is_exclusive_across_processes(tmp_path):
+    """``serve --workers``: SQLite writers of different processes queue on the ``.writelock`` file."""
+    turn = WriteTurn(tmp_path / "db.writelock", timeout_s=0.2)
+
+    def other_process_gets_it(timeout_s: float) -> bool:
+        out = subprocess.run([sys.executable, "-c", _OTHER_PROCESS_TAKES_TURN, str(tmp_path / "db.writelock"),
+                              str(timeout_s)], capture_output=True, text=True, timeout=60, check=True).stdout
+        return out.strip() == "True"
+
+    assert turn.acquire()
+    assert not other_process_gets_it(0.2)
+    turn.release()
+    assert other_process_gets_it(0.2)  # (its turn ends with the process)
+    assert turn.acquire()  # and this process's threads queue on the thread lock
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(turn.acquire()))
+    thread.start()
+    thread.join()
+    assert other_thread == [False]
+    turn.release()
 
 
 def test_vendored_niivue_carries_the_gradient_patch():

@@ -36,19 +36,33 @@ def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float = 20.0) -> 
     pytest.fail(f"serve did not answer on {url} within {timeout_s} s")
 
 
-@pytest.fixture
-def server(tmp_path):
-    """(base URL, db URL, process) of ``nervemuscle serve`` on a free loopback port with a temp SQLite DB."""
+def child_pids(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    """Process ``pid`` exists and has not exited (a zombie waiting for its reaper has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def server(tmp_path, request):
+    """(base URL, db URL, process) of ``nervemuscle serve --workers N`` on a free loopback port with a temp
+    SQLite DB."""
     db = f"sqlite:///{tmp_path / 'reader.db'}"
     subprocess.run([COMMAND, "users", "add", "ada", "--role", "reader", "--password-stdin", "--db", db],
                    input="correct horse battery\n", text=True, check=True, capture_output=True, timeout=60)
     port = free_port()
     proc = subprocess.Popen([COMMAND, "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port),
-                             "--data-root", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--data-root", str(tmp_path), "--workers", str(request.param)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(proc, f"{base}/login")
-        yield base, db, proc
+        yield base, db, proc, request.param
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -60,7 +74,10 @@ def server(tmp_path):
 
 
 def test_serve_answers_behind_the_login_and_stops_cleanly(server):
-    base, db, proc = server
+    base, db, proc, workers = server
+    children = child_pids(proc.pid)
+    if workers > 1:  # uvicorn's supervisor and its worker processes (they share the database)
+        assert len(children) >= workers
     with httpx.Client(base_url=base, timeout=10.0) as client:
         login = client.get("/login")
         assert login.status_code == 200 and 'name="csrf_token"' in login.text
@@ -79,8 +96,10 @@ def test_serve_answers_behind_the_login_and_stops_cleanly(server):
         assert me.status_code == 200 and me.json()["username"] == "ada" and me.json()["role"] == "reader"
 
     proc.send_signal(signal.SIGTERM)
-    # uvicorn finishes its graceful shutdown, then re-raises the signal so the exit status reports it
-    assert proc.wait(timeout=15) == -signal.SIGTERM
+    # uvicorn finishes its graceful shutdown, then re-raises the signal so the exit status reports it; with
+    # workers, its supervisor stops them and exits 0
+    assert proc.wait(timeout=15) == (-signal.SIGTERM if workers == 1 else 0)
+    assert not any(running(c) for c in children)
     out, err = proc.communicate()
     assert f"nervemuscle reader on {base}" in out and db in out
     assert "Traceback" not in err

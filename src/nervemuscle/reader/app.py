@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 from importlib import resources
@@ -53,6 +54,21 @@ class ReaderSettings:
     max_upload_bytes: int = 2 * 1024 * 1024
     secure_cookies: bool = False
     cache_dir: Path | None = None
+
+    def to_json(self) -> str:
+        """These settings as JSON (handed to the worker processes of ``nervemuscle serve --workers``)."""
+        return json.dumps({"db_url": self.db_url, "data_root": str(self.data_root),
+                           "protocol_path": None if self.protocol_path is None else str(self.protocol_path),
+                           "max_upload_bytes": self.max_upload_bytes, "secure_cookies": self.secure_cookies,
+                           "cache_dir": None if self.cache_dir is None else str(self.cache_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ReaderSettings:
+        """Inverse of :meth:`to_json`."""
+        d = json.loads(text)
+        paths = {k: None if d[k] is None else Path(d[k]) for k in ("data_root", "protocol_path", "cache_dir")}
+        return cls(db_url=d["db_url"], max_upload_bytes=d["max_upload_bytes"], secure_cookies=d["secure_cookies"],
+                   **paths)
 
     def display_cache(self) -> Path:
         """The display-copy folder (:attr:`cache_dir` or its default)."""
@@ -115,6 +131,15 @@ class SecurityHeaders:
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
+
+
+#: Environment variable carrying :meth:`ReaderSettings.to_json` to the worker processes.
+SETTINGS_ENV = "NERVEMUSCLE_READER_SETTINGS"
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for several server processes (``uvicorn --factory``): settings from :data:`SETTINGS_ENV`."""
+    return create_app(ReaderSettings.from_json(os.environ[SETTINGS_ENV]))
 
 
 def create_app(settings: ReaderSettings | None = None) -> FastAPI:

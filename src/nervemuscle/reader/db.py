@@ -1,13 +1,16 @@
 """Database engines (SQLite in WAL mode by default, PostgreSQL by URL) and Alembic migrations."""
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 #: Default database: a SQLite file in the working folder.
@@ -19,13 +22,53 @@ def default_url(folder: str | Path = ".") -> str:
     return f"sqlite:///{(Path(folder) / DEFAULT_DB_FILE).resolve()}"
 
 
+class WriteTurn:
+    """One SQLite writer at a time: among this process's threads (a lock) and among server processes (an
+    ``flock`` on ``lock_file``, tried every millisecond). Both hand over at once, where SQLite's busy handler
+    would poll with sleeps of up to 100 ms (seconds of queueing when several processes write at once)."""
+
+    def __init__(self, lock_file: Path | None, timeout_s: float = 30.0):
+        self.lock_file, self.timeout_s = lock_file, timeout_s
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked child needs its own open file
+            self._fd, self._pid = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self._fd
+
+    def acquire(self) -> bool:
+        """Take the turn; False after ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        if not self._thread_lock.acquire(timeout=self.timeout_s):
+            return False
+        if self.lock_file is None:
+            return True
+        fd = self._file()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._thread_lock.release()
+                    return False
+                time.sleep(0.001)
+
+    def release(self) -> None:
+        if self.lock_file is not None:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+
 def make_engine(url: str, *, writer: bool = True) -> Engine:
     """Engine for ``url``.
 
     SQLite gets WAL journaling, foreign keys and a 30 s busy timeout. A ``writer`` engine opens every
     transaction with ``BEGIN IMMEDIATE`` (writers queue instead of failing with "database is locked"
-    when a read upgrades to a write), and its transactions also queue on an in-process lock, which hands
-    over at once where SQLite's busy handler would poll with sleeps of up to 100 ms. A reader engine
+    when a read upgrades to a write), and its transactions first take a :class:`WriteTurn` (``<db>.writelock``
+    next to the database file, shared by ``nervemuscle serve --workers``). A reader engine
     (``writer=False``) uses deferred transactions, so reads run concurrently under WAL. PostgreSQL
     ignores ``writer`` (row locks do the work).
     """
@@ -48,11 +91,13 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
                 conn.exec_driver_sql("BEGIN")
 
             return engine
-        lock = threading.Lock()
+        database = make_url(url).database
+        in_memory = database in (None, "", ":memory:") or database.startswith("file::memory:")
+        lock = WriteTurn(None if in_memory else Path(f"{database}.writelock"))
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin_immediate(conn):  # noqa: ANN001
-            if not lock.acquire(timeout=30):
+            if not lock.acquire():
                 raise TimeoutError(f"{url}: no write turn within 30 s")
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
