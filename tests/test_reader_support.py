@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
 from nervemuscle.errors import BadInputError
 from nervemuscle.reader.db import WriteTurn
-from nervemuscle.reader.display import block_mean, display_copy, preview_copy, preview_factors
+from nervemuscle.reader.display import block_mean, display_copy, preview_copy, preview_factors, prune_cache
 from nervemuscle.reader.exams import discover_exams, resolve_inside
 from nervemuscle.volume import Volume
 
@@ -239,6 +241,29 @@ def test_preview_copy_is_the_block_mean_in_the_same_world_space(tmp_path):
 def test_preview_of_a_small_image_is_its_display_copy(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((128, 100, 20), np.int16), np.eye(4)), tmp_path / "a.nii.gz")
     assert preview_copy(tmp_path / "a.nii.gz", tmp_path / "c") == display_copy(tmp_path / "a.nii.gz", tmp_path / "c")
+
+
+def test_prune_cache_keeps_current_copies_only(tmp_path):
+    cache = tmp_path / "cache"
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    for f in (a, b):
+        nib.save(nib.Nifti1Image(np.zeros((130, 4, 3), np.int16), np.eye(4)), f)
+    current = {display_copy(a, cache), preview_copy(a, cache)}
+    old_b = {display_copy(b, cache), preview_copy(b, cache)}
+    nib.save(nib.Nifti1Image(np.ones((130, 4, 3), np.int16), np.eye(4)), b)  # b changed: new copies
+    os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns + 10**9))
+    current |= {display_copy(b, cache), preview_copy(b, cache)}
+    crashed, in_progress = cache / "tmpcrashed.nii", cache / "tmpwriting.nii"
+    crashed.write_bytes(b"x")
+    in_progress.write_bytes(b"x")
+    os.utime(crashed, (time.time() - 7200, time.time() - 7200))
+    gone = tmp_path / "gone.nii.gz"  # a series whose file was deleted: its copies go too
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.int16), np.eye(4)), gone)
+    gone_copy = display_copy(gone, cache)
+    gone.unlink()
+    assert prune_cache(cache, [a, b, gone]) == len(old_b) + 2
+    assert set(cache.iterdir()) == current | {in_progress} and not gone_copy.exists()
+    assert prune_cache(tmp_path / "no-cache-yet", [a]) == 0
 
 
 _OTHER_PROCESS_TAKES_TURN = """import sys

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +23,8 @@ from nervemuscle.reader import auth
 from nervemuscle.reader.api import (check_csrf, current_user, get_db, login_session, progress, require_admin,
                                     router, session_agreement)
 from nervemuscle.reader.db import default_url, make_engine, migrate, session_factory
-from nervemuscle.reader.models import LoginSession, User
+from nervemuscle.reader.display import prune_cache
+from nervemuscle.reader.models import LoginSession, Series, User
 
 PACKAGE = resources.files("nervemuscle.reader")
 
@@ -155,6 +157,8 @@ def create_app(settings: ReaderSettings | None = None) -> FastAPI:
                                if engine.dialect.name == "sqlite" else app.state.sessions)
     app.state.protocol = load_protocol(settings.protocol_path)
     app.state.display_cache = settings.display_cache()
+    with app.state.read_sessions() as db:
+        prune_cache(app.state.display_cache, db.scalars(select(Series.path)))
     app.state.findings_schema = json.loads(
         resources.files("nervemuscle.schema").joinpath("findings.schema.json").read_text())
     templates = Jinja2Templates(directory=str(PACKAGE.joinpath("templates")))

@@ -9,6 +9,8 @@ import hashlib
 import math
 import os
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import nibabel as nib
@@ -119,3 +121,27 @@ def preview_copy(path: str | Path, cache_dir: str | Path) -> Path:
     out.set_sform(affine, int(header["sform_code"]) or 1)
     out.header.set_slope_inter(img.dataobj.slope, img.dataobj.inter)  # the raw integers keep their scaling
     return _save_atomic(out, target)
+
+
+def prune_cache(cache_dir: str | Path, sources: Iterable[str | Path], temp_age_s: float = 3600.0) -> int:
+    """Delete what in ``cache_dir`` belongs to no current version of ``sources`` (the series of the database):
+    copies of replaced or changed files, and temporary files older than ``temp_age_s`` (left by a crash; a
+    younger one may be another server process's copy in progress). Returns the number of files removed.
+    """
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return 0
+    keep = set()
+    for source in map(Path, sources):
+        try:
+            keep |= {_cached(source, cache_dir, kind).name for kind in ("display", "preview")}
+        except OSError:  # the series file is gone: its copies go too
+            continue
+    removed = 0
+    for f in cache_dir.glob("*.nii"):
+        is_temporary = f.name.startswith("tmp")
+        if f.name in keep or (is_temporary and time.time() - f.stat().st_mtime < temp_age_s):
+            continue
+        f.unlink(missing_ok=True)
+        removed += 1
+    return removed
