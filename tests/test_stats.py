@@ -75,6 +75,10 @@ def test_kappa_matches_statsmodels(weighting):
 
 def test_kappa_degenerate_and_perfect():
     assert weighted_kappa([[5, 0], [0, 0]])["kappa"] is None   # one grade only: chance agreement 1
+    # one rater used a single grade: kappa would be 0 by construction (chance = observed agreement)
+    one_sided = weighted_kappa([[4, 1], [0, 0]])
+    assert one_sided["kappa"] is None and one_sided["observed_agreement"] == 0.8
+    assert weighted_kappa([[0, 1], [0, 0]], "linear")["kappa"] is None  # a single disagreeing pair
     perfect = kappa_with_bootstrap([0, 1, 2, 3, 1], [0, 1, 2, 3, 1], clusters=[1, 1, 2, 2, 3])
     assert perfect["kappa"] == pytest.approx(1.0) and perfect["bootstrap_ci"][1] == pytest.approx(1.0)
 

@@ -27,8 +27,10 @@ def agreement_table(ratings: dict[str, dict[tuple[str, str, str], int]], n_categ
     Returns
     -------
     list of dict
-        One row per (rater_a, rater_b, scale): ``n`` paired grades, ``n_exams``, ``kappa``, ``ci``
-        (asymptotic 95%) and ``bootstrap_ci`` (exam-cluster bootstrap); kappa ``None`` when undefined.
+        One row per (rater_a, rater_b, scale): ``n`` paired grades, ``n_exams``, ``observed_agreement``
+        (exact, unweighted), ``kappa``, ``ci`` (asymptotic 95%) and ``bootstrap_ci`` (exam-cluster
+        bootstrap); kappa ``None`` when a rater used a single grade (it would be 0 or undefined whatever
+        the agreement).
     """
     # imported here: nervemuscle.stats pulls in statsmodels and pandas, which the app needs only on this page
     from nervemuscle.stats.agreement import PRIMARY_WEIGHTING, kappa_with_bootstrap
@@ -47,5 +49,6 @@ def agreement_table(ratings: dict[str, dict[tuple[str, str, str], int]], n_categ
                                           weighting=weighting, n_boot=n_boot)
             rows.append({"rater_a": ra, "rater_b": rb, "scale": scale, "n": result["n"],
                          "n_exams": len({k[0] for k in keys}), "weighting": weighting,
-                         "kappa": result["kappa"], "ci": result["ci"], "bootstrap_ci": result["bootstrap_ci"]})
+                         "observed_agreement": result["observed_agreement"], "kappa": result["kappa"],
+                         "ci": result["ci"], "bootstrap_ci": result["bootstrap_ci"]})
     return rows

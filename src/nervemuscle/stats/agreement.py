@@ -56,8 +56,9 @@ def weighted_kappa(table, weighting: str = PRIMARY_WEIGHTING) -> dict:
     -------
     dict
         ``kappa``, ``se`` (Fleiss, Cohen & Everitt 1969, not under H0), ``ci`` (kappa +- 1.96 se),
-        ``n`` and ``observed_agreement`` (unweighted). ``kappa`` is ``None`` when chance agreement
-        is 1 (both raters used a single grade).
+        ``n`` and ``observed_agreement`` (unweighted). ``kappa`` is ``None`` when a rater used a single
+        grade: chance agreement then equals observed agreement (or is 1), so kappa is 0 (or undefined)
+        whatever the raters did, and only ``observed_agreement`` says something.
     """
     t = np.asarray(table, dtype=float)
     n = t.sum()
@@ -69,7 +70,7 @@ def weighted_kappa(table, weighting: str = PRIMARY_WEIGHTING) -> dict:
     p = t / n
     row, col = p.sum(axis=1), p.sum(axis=0)
     pe = float(row @ w @ col)
-    if pe >= 1 - 1e-12:
+    if pe >= 1 - 1e-12 or (row > 0).sum() < 2 or (col > 0).sum() < 2:
         return out
     po = float((p * w).sum())
     kappa = (po - pe) / (1 - pe)
