@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also print the report to PDF with Chromium."),
     ) -> None:
         """Group proportions with CIs, ALS vs MMN tests, correlations, accuracy, agreement and the paper table."""
-        from nervemuscle.stats.report import format_paper_comparison, group_table_rows, run_cohort
+        from nervemuscle.stats.report import (format_paper_comparison, format_reader_agreement, group_table_rows,
+                                              run_cohort)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings are in results["warnings"], printed below
@@ -36,10 +37,5 @@ def register(app: typer.Typer) -> None:
         typer.echo("")
         typer.echo(format_paper_comparison(results))
         if results["agreement"]:
-            typer.echo("\nReader agreement, all ordinal scales (linearly weighted kappa, asymptotic 95% CI):")
-            for row in results["agreement"]["pairs"]:
-                k = row["linear"] if row["scale"] == "all ordinal" else None
-                if k and k["kappa"] is not None:
-                    typer.echo(f"  {row['rater_a']} vs {row['rater_b']}: {k['kappa']:.2f} "
-                               f"({k['ci'][0]:.2f} to {k['ci'][1]:.2f}), {row['n_items']} items in {row['n_exams']} exams")
+            typer.echo("\n" + format_reader_agreement(results))
         typer.echo(f"\nwrote {out / 'table.csv'}, results.json, report.html" + (", report.pdf" if (out / "report.pdf").exists() else ""))

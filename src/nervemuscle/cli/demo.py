@@ -9,7 +9,8 @@ import typer
 
 
 def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, kind: str, workers: int) -> dict:
-    """Simulate the cohort (once), analyse every exam with Dask (resumable), then pool the cohort.
+    """Simulate the cohort (once), analyse every exam with Dask (resumable), then pool the cohort with the
+    reads of virtual radiologists (``cohort/reads.csv``, :mod:`nervemuscle.phantom.readers`).
 
     Each step reuses finished work, so a re-run only redoes what changed. The automated findings are also
     compared with the phantom's ground truth (``study/truth_agreement.json``).
@@ -17,7 +18,9 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     from nervemuscle.batch import analyze_batch
     from nervemuscle.outputs import write_text_atomic
     from nervemuscle.phantom import simulate_cohort
-    from nervemuscle.stats import format_paper_comparison, run_cohort
+    from nervemuscle.phantom.readers import DEFAULT_READERS, load_truths, simulate_reads
+    from nervemuscle.protocol import default_protocol
+    from nervemuscle.stats import format_paper_comparison, format_reader_agreement, run_cohort
     from nervemuscle.stats.truth import format_truth_agreement, truth_agreement
 
     cohort_dir = out / "cohort"
@@ -30,10 +33,15 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     typer.echo(f"[2/3] analysing every exam with {workers} Dask workers -> {out / 'findings'}")
     batch = analyze_batch(cohort_dir, out / "findings", workers=workers, progress=True)
     typer.echo(f"      analysed {batch.analysed}, reused {batch.skipped}, failed {batch.failed}")
-    typer.echo(f"[3/3] cohort statistics -> {out / 'study'}")
-    results = run_cohort(out / "findings", cohort_dir / "clinical.csv", out / "study")
+    reads = cohort_dir / "reads.csv"  # the virtual radiologists' structured reads (phantom.readers)
+    if not reads.exists():
+        write_text_atomic(reads, simulate_reads(load_truths(cohort_dir), default_protocol(), DEFAULT_READERS))
+    typer.echo(f"[3/3] cohort statistics, with the reads of {len(DEFAULT_READERS)} virtual readers -> {out / 'study'}")
+    results = run_cohort(out / "findings", cohort_dir / "clinical.csv", out / "study", reads_csv=reads)
     typer.echo("")
     typer.echo(format_paper_comparison(results))
+    typer.echo("")
+    typer.echo(format_reader_agreement(results))
     typer.echo("")
     agreement = truth_agreement(out / "findings", cohort_dir)
     write_text_atomic(out / "study" / "truth_agreement.json", json.dumps(agreement, indent=2))

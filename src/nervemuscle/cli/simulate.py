@@ -61,3 +61,20 @@ def register(app: typer.Typer) -> None:
         path = simulate_cohort(out, n_als=als, n_mmn=mmn, n_controls=controls, seed=seed, kind=kind,
                                workers=workers, progress=progress)
         typer.echo(str(path))
+
+    @sim.command("reads")
+    def reads(
+        cohort_dir: Path = typer.Argument(..., help="Simulated cohort folder (exam folders with truth.json)."),
+        out: Path = typer.Option(..., "--out", "-o", help="reads.csv to write (the reader app's export format)."),
+        readers: int = typer.Option(2, "--readers", help="Number of virtual readers (1-4)."),
+    ) -> None:
+        """Structured reads of the cohort by virtual radiologists (for `nervemuscle cohort --reads`)."""
+        from nervemuscle.outputs import write_text_atomic
+        from nervemuscle.phantom.readers import READER_PANEL, load_truths, simulate_reads
+        from nervemuscle.protocol import default_protocol
+
+        if not 1 <= readers <= len(READER_PANEL):
+            raise BadInputError(f"--readers must be 1-{len(READER_PANEL)}, got {readers}")
+        truths = load_truths(cohort_dir)
+        write_text_atomic(out, simulate_reads(truths, default_protocol(), READER_PANEL[:readers]))
+        typer.echo(f"{len(truths)} exams read by {readers} virtual reader(s) -> {out}")

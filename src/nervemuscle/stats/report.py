@@ -120,6 +120,20 @@ def format_paper_comparison(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_reader_agreement(results: dict) -> str:
+    """Plain-text reader agreement over all ordinal scales (linearly weighted kappa, asymptotic 95% CI);
+    empty without reads."""
+    if not results.get("agreement"):
+        return ""
+    lines = ["Reader agreement, all ordinal scales (linearly weighted kappa, asymptotic 95% CI):"]
+    for row in results["agreement"]["pairs"]:
+        k = row["linear"] if row["scale"] == "all ordinal" else None
+        if k and k["kappa"] is not None:
+            lines.append(f"  {row['rater_a']} vs {row['rater_b']}: {k['kappa']:.2f} ({k['ci'][0]:.2f} to "
+                         f"{k['ci'][1]:.2f}), {row['n_items']} items in {row['n_exams']} exams")
+    return "\n".join(lines)
+
+
 def write_table_csv(results: dict, path: Path) -> None:
     rows = group_table_rows(results)
     with path.open("w", newline="") as fh:
