@@ -113,6 +113,10 @@
   async function startViewers(read) {
     const pair = pickSeries(read.series);
     const labels = read.series.find(s => s.kind === "labels");
+    if (!pair.length) {
+      $("#viewer-status").textContent = "this exam has no image series";
+      return;
+    }
     const names = pair.map(image => `${image.role}.nii`);  // display copies are uncompressed
     // Large series come first as a reduced-size preview (display.preview_copy): a few MB and a fraction of the
     // GPU work, shown while the full resolution downloads (after the previews) and replaces them pane by pane.
