@@ -21,6 +21,8 @@ _TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
 
 #: Largest preview size along any axis (voxels).
 PREVIEW_MAX_SIZE = 128
+#: Name prefix of a copy being written (cache names are hexadecimal hashes, so they never start with it).
+_TEMP_PREFIX = "tmp"
 
 
 def _cached(path: Path, cache_dir: Path, kind: str) -> Path:
@@ -31,7 +33,7 @@ def _cached(path: Path, cache_dir: Path, kind: str) -> Path:
 
 def _save_atomic(img: nib.Nifti1Image, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".nii", dir=target.parent)
     os.close(fd)
     try:
         nib.save(img, tmp)
@@ -139,7 +141,7 @@ def prune_cache(cache_dir: str | Path, sources: Iterable[str | Path], temp_age_s
             continue
     removed = 0
     for f in cache_dir.glob("*.nii"):
-        is_temporary = f.name.startswith("tmp")
+        is_temporary = f.name.startswith(_TEMP_PREFIX)
         if f.name in keep or (is_temporary and time.time() - f.stat().st_mtime < temp_age_s):
             continue
         f.unlink(missing_ok=True)
