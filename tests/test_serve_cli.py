@@ -110,3 +110,16 @@ def test_serve_refuses_a_missing_data_root(tmp_path, capsys):
     assert code == EXIT_BAD_INPUT
     assert "nope: data root is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "r.db").exists()
+
+
+def test_serve_refuses_a_port_in_use_and_workers_on_an_in_memory_database(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--data-root", str(tmp_path),
+                     "--port", str(port)])
+    assert code == EXIT_BAD_INPUT
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+    assert main(["serve", "--db", "sqlite://", "--data-root", str(tmp_path), "--workers", "2"]) == EXIT_BAD_INPUT
+    assert "--workers > 1 needs a database file or server" in capsys.readouterr().err

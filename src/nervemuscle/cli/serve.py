@@ -33,27 +33,30 @@ def add_user(db_url: str, name: str, role: str, password: str) -> None:
     engine.dispose()
 
 
-def _run_workers(host: str, port: int, workers: int) -> None:
-    """``workers`` uvicorn processes of :func:`nervemuscle.reader.app.create_app_from_env` on one socket.
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, made here with ``IPPROTO_TCP``.
 
-    The listening socket is made here with ``IPPROTO_TCP``: accepted connections inherit the protocol number
-    and asyncio sets ``TCP_NODELAY`` only when it is TCP. uvicorn's own socket for ``--workers`` leaves it 0, so
-    Nagle's algorithm meets the client's delayed ACK and a keep-alive request sent right after another waits
-    about 40 ms (Kludex/uvicorn#3149; measured here: 46 ms instead of 5 ms).
+    Accepted connections inherit the protocol number, and asyncio sets ``TCP_NODELAY`` only when it is TCP.
+    uvicorn's own socket for ``--workers`` leaves it 0, so Nagle's algorithm meets the client's delayed ACK
+    and a keep-alive request sent right after another waits about 40 ms (Kludex/uvicorn#3149; measured here:
+    46 ms instead of 5 ms). A port in use is a clear error rather than uvicorn's log line.
     """
-    from uvicorn import Config
-    from uvicorn.supervisors import Multiprocess
-
-    config = Config("nervemuscle.reader.app:create_app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.set_inheritable(True)
-    Multiprocess(config, sockets=[sock]).run()
+    return sock
+
+
+def _in_memory(db_url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def register(app: typer.Typer) -> None:
@@ -74,6 +77,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the blinded reader-study web app (migrates the database at start-up)."""
         import uvicorn
+        from uvicorn.supervisors import Multiprocess
 
         from nervemuscle.reader.app import SETTINGS_ENV, ReaderSettings, create_app
         from nervemuscle.reader.db import make_engine, migrate
@@ -82,16 +86,22 @@ def register(app: typer.Typer) -> None:
             raise BadInputError("data root is not a folder", data_root)
         settings = ReaderSettings(db_url=_db_url(db), data_root=data_root.resolve(), protocol_path=protocol,
                                   secure_cookies=secure_cookies, cache_dir=cache_dir and cache_dir.resolve())
+        if workers > 1 and _in_memory(settings.db_url):
+            raise BadInputError("--workers > 1 needs a database file or server: each process would have its own "
+                                "in-memory database")
+        sock = _listen(host, port)
         typer.echo(f"nervemuscle reader on http://{host}:{port}  (db {settings.db_url}, data root {settings.data_root}"
                    f", {workers} worker{'s' if workers > 1 else ''})")
         if workers == 1:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+            uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning")).run(sockets=[sock])
             return
         engine = make_engine(settings.db_url)
         migrate(engine)  # once, before the workers start (each then finds the schema current)
         engine.dispose()
         os.environ[SETTINGS_ENV] = settings.to_json()
-        _run_workers(host, port, workers)
+        config = uvicorn.Config("nervemuscle.reader.app:create_app_from_env", factory=True, workers=workers,
+                                log_level="warning")
+        Multiprocess(config, sockets=[sock]).run()
 
     users = typer.Typer(help="Reader-app accounts.", no_args_is_help=True)
     app.add_typer(users, name="users")
