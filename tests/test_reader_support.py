@@ -178,6 +178,11 @@ def test_scan_refuses_bad_folders_naming_the_file(tmp_path):
     (bad / "t1.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(BadInputError, match=r"t1\.nii\.gz: unreadable NIfTI"):
         discover_exams(tmp_path / "bad")
+    pacs = tmp_path / "pacs" / "PAT1" / "dicom" / "1"  # a DICOM export, not converted yet
+    pacs.mkdir(parents=True)
+    (pacs / "IM0001").write_bytes(bytes(128) + b"DICM" + bytes(64))
+    with pytest.raises(BadInputError, match=r"pacs: DICOM files but no NIfTI series: .*nervemuscle ingest"):
+        discover_exams(tmp_path / "pacs")
 
 
 def test_resolve_inside_refuses_traversal_and_symlinks(tmp_path):

@@ -78,7 +78,8 @@ def list_files(root: Path) -> list[Path]:
     return out
 
 
-def _has_dicm_magic(path: Path) -> bool:
+def has_dicm_magic(path: Path) -> bool:
+    """True when ``path`` carries the DICOM Part 10 preamble marker ('DICM' at byte 128)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(128)
@@ -100,7 +101,7 @@ def read_header(path: Path) -> pydicom.Dataset | None:
     except InvalidDicomError:
         return None
     except Exception as exc:  # pydicom raises many types for damaged files
-        if _has_dicm_magic(path):
+        if has_dicm_magic(path):
             raise BadInputError(f"truncated or corrupt DICOM header ({exc.__class__.__name__}: {exc})",
                                 path) from None
         return None

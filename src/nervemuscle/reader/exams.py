@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,5 +157,24 @@ def discover_exams(folder: str | Path) -> list[ExamFolder]:
     exams = [scan_exam(sub, clinical.get(sub.name)) for sub in sorted(folder.iterdir())
              if sub.is_dir() and is_exam_folder(sub)]
     if not exams:
+        if _holds_dicom(folder):
+            raise BadInputError("DICOM files but no NIfTI series: convert each exam first with `nervemuscle ingest "
+                                "<exam>/dicom -o <exam>/series`", folder)
         raise BadInputError("no exam folders found", folder)
     return exams
+
+
+def _holds_dicom(folder: Path, max_files: int = 500) -> bool:
+    """Whether one of the first ``max_files`` files below ``folder`` is a DICOM file."""
+    from nervemuscle.io.dicom import has_dicm_magic
+
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if has_dicm_magic(Path(dirpath) / name):
+                return True
+            seen += 1
+            if seen >= max_files:
+                return False
+    return False
