@@ -159,7 +159,8 @@ def discover_exams(folder: str | Path) -> list[ExamFolder]:
     if not exams:
         if _holds_dicom(folder):
             raise BadInputError("DICOM files but no NIfTI series: convert each exam first with `nervemuscle ingest "
-                                "<exam>/dicom -o <exam>/series`", folder)
+                                "<exam>/dicom -o <exam>/series`, or import the output of `nervemuscle analyze`",
+                                folder)
         raise BadInputError("no exam folders found", folder)
     return exams
 
