@@ -22,8 +22,8 @@ def test_tiny_demo_runs_the_whole_study_and_reuses_work(tmp_path, capsys):
     # the virtual readers' reads feed the agreement analysis of the cohort report
     assert (tmp_path / "demo" / "cohort" / "reads.csv").is_file()
     results = json.loads((study / "results.json").read_text())
-    assert results["agreement"]["readers"] == ["reader_1", "reader_2"]
-    assert "reader_1 vs reader_2:" in printed and "reader_1 vs automated:" in printed
+    assert results["agreement"]["readers"] == ["virtual_reader_1", "virtual_reader_2"]
+    assert "virtual_reader_1 vs virtual_reader_2:" in printed and "virtual_reader_1 vs automated:" in printed
     assert main(args) == 0
     again = capsys.readouterr().out
     assert "reusing simulated cohort" in again and "analysed 0, reused 4, failed 0" in again

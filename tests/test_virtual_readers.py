@@ -73,7 +73,8 @@ def test_simulated_reads_are_a_valid_reads_table(truths, tmp_path):
     path = tmp_path / "reads.csv"
     path.write_text(simulate_reads(truths[:3], PROTOCOL))
     reads = load_reads(path)
-    assert set(reads["reader"]) == {"reader_1", "reader_2"} and set(reads["exam_id"]) == {t["exam_id"] for t in truths[:3]}
+    assert set(reads["reader"]) == {"virtual_reader_1", "virtual_reader_2"}
+    assert set(reads["exam_id"]) == {t["exam_id"] for t in truths[:3]}
     per_exam = reads.groupby(["reader", "exam_id"]).size()
     assert (per_exam == 10 * 2 + 16 * 3 + 1).all()  # every root, muscle and the overall impression
 

@@ -52,8 +52,8 @@ class VirtualReader:
 
 
 #: A panel of virtual readers: neutral, then alternately more and less inclined to call abnormal.
-READER_PANEL = (VirtualReader("reader_1", 0.0, seed=1), VirtualReader("reader_2", 0.04, seed=2),
-                VirtualReader("reader_3", -0.04, seed=3), VirtualReader("reader_4", 0.08, seed=4))
+READER_PANEL = (VirtualReader("virtual_reader_1", 0.0, seed=1), VirtualReader("virtual_reader_2", 0.04, seed=2),
+                VirtualReader("virtual_reader_3", -0.04, seed=3), VirtualReader("virtual_reader_4", 0.08, seed=4))
 #: The demo's two readers.
 DEFAULT_READERS = READER_PANEL[:2]
 
