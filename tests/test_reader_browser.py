@@ -73,10 +73,16 @@ def test_read_an_exam_in_chromium(tmp_path):
             png = page.locator(canvas).screenshot()
             assert drawn_fraction(png) > 0.05, canvas
             before[canvas] = coloured_fraction(png)  # the crosshair only
-        page.check("#overlay-toggle")  # the label overlay is added on first use
+        assert page.locator("#overlay-select option").all_inner_texts() == ["none", "segmentation"]
+        page.select_option("#overlay-select", label="segmentation")  # the label map is added when chosen
         page.wait_for_function("window.nmTiming.overlay !== null", timeout=60000)
         for canvas in ("#gl0", "#gl1"):
             assert coloured_fraction(page.locator(canvas).screenshot()) > before[canvas] + 0.02, canvas
+        page.select_option("#overlay-select", label="none")
+        page.wait_for_timeout(300)
+        assert coloured_fraction(page.locator("#gl0").screenshot()) < before["#gl0"] + 0.005
+        page.select_option("#overlay-select", label="segmentation")
+        page.wait_for_timeout(300)
         assert "T1" in page.inner_text("#cap-0") and "T2FS" in page.inner_text("#cap-1")
 
         page.select_option("select[name='C5_left|nerve_t2']", "2")

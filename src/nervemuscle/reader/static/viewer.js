@@ -17,12 +17,17 @@
     return chosen.map(s => s || rest.shift()).filter(Boolean);
   }
 
-  // Label LUT: muscles (20-39) and roots (40-59) coloured, other tissue codes transparent.
+  // Label LUT: muscles (20-39) and roots (40-49: 40 + 2 x level + side, C5..T1) coloured, other tissue codes
+  // transparent. Each root level has its own vivid hue (red, green, cyan, blue, magenta: none is the amber of
+  // the crosshair), both sides alike; muscles get softer hues.
+  const ROOT_HUES = [0, 120, 185, 230, 300];
+
   function labelLut(names) {
     const R = [], G = [], B = [], A = [], I = [], labels = [];
     for (let code = 0; code < 60; code++) {
-      const graded = code >= 20, hue = code >= 40 ? 50 + (code % 10) * 4 : (code - 20) * 37 % 360;
-      const [r, g, b] = hsl(hue, code >= 40 ? 1 : 0.7, code >= 40 ? 0.55 : 0.5);
+      const root = code >= 40, graded = code >= 20;
+      const hue = root ? ROOT_HUES[Math.floor((code - 40) / 2) % ROOT_HUES.length] : (code - 20) * 37 % 360;
+      const [r, g, b] = hsl(hue, root ? 1 : 0.7, root ? 0.55 : 0.5);
       R.push(r); G.push(g); B.push(b); A.push(graded ? 255 : 0); I.push(code);
       labels.push(names[code] || "");
     }
@@ -102,12 +107,20 @@
     nv.drawScene();
   }
 
-  async function addOverlay(nv, buffer, names, opacity) {
-    // Colours set before the layer is added: Niivue blends the layers once, not twice.
+  const OVERLAY_OPACITY = 0.6;
+
+  async function showOverlay(nv, buffer, names) {
+    // Colours set before the layer is added, and a shown label map replaced in place: Niivue blends the layers
+    // once, not twice.
     const overlay = await niivue.NVImage.loadFromUrl({url: "labels.nii", name: "labels.nii", buffer: buffer.slice(0),
-                                                     opacity});
+                                                     opacity: OVERLAY_OPACITY});
     overlay.setColormapLabel(labelLut(names));
-    nv.addVolume(overlay);
+    if (nv.volumes.length > 1) {
+      nv.volumes = [nv.volumes[0], overlay];
+      nv.setVolume(overlay, 1);
+    } else {
+      nv.addVolume(overlay);
+    }
   }
 
   async function startViewers(read) {
@@ -153,33 +166,38 @@
     } else {
       timing.fullDrawn = timing.firstDrawn;
     }
-    // The segmentation overlay is a second layer Niivue would re-blend with the image (seconds per viewer in
-    // a software renderer): it is downloaded now but added to the viewers only when first switched on.
-    const toggle = $("#overlay-toggle");
-    if (!labels) return;
-    const labelBuffer = download(labels.url);
-    let overlayShown = false;
-    toggle.disabled = false;
-    toggle.onchange = async () => {
-      const opacity = toggle.checked ? 0.6 : 0;
-      if (overlayShown) {
-        viewers.forEach(nv => nv.setOpacity(1, opacity));
+    // Segmentation overlays (the exam's label maps, e.g. muscles and nerves), one at a time. Each is a layer that
+    // Niivue blends with the image again whenever a volume changes (seconds per viewer in a software renderer),
+    // so a label map is downloaded and added only when chosen.
+    const labelSeries = read.series.filter(s => s.kind === "labels");
+    const select = $("#overlay-select");
+    if (!labelSeries.length) return;
+    for (const s of labelSeries) select.append(nm.el("option", {value: String(s.id)}, s.role.replace(/_/g, " ")));
+    const downloads = new Map();  // label series id -> its download
+    let loaded = "";  // id of the label map in the viewers ("" none yet)
+    select.disabled = false;
+    select.onchange = async () => {
+      const id = select.value;
+      if (!id || id === loaded) {
+        if (loaded) viewers.forEach(nv => nv.setOpacity(1, id ? OVERLAY_OPACITY : 0));
         return;
       }
-      toggle.disabled = true;
+      select.disabled = true;
       const before = $("#viewer-status").textContent;
       $("#viewer-status").textContent = "loading overlay…";
       try {
-        const buffer = await labelBuffer;
-        for (const nv of viewers) await addOverlay(nv, buffer, read.label_names, opacity);
-        overlayShown = true;
+        const series = labelSeries.find(s => String(s.id) === id);
+        if (!downloads.has(id)) downloads.set(id, download(series.url));
+        const buffer = await downloads.get(id);
+        for (const nv of viewers) await showOverlay(nv, buffer, read.label_names);
+        loaded = id;
         timing.overlay = await whenDrawn(viewers);
         $("#viewer-status").textContent = before;
       } catch (err) {
-        toggle.checked = false;
+        select.value = "";
         $("#viewer-status").textContent = "Error: " + err.message;
       } finally {
-        toggle.disabled = false;
+        select.disabled = false;
       }
     };
   }
