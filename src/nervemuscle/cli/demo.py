@@ -18,7 +18,8 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     from nervemuscle.batch import analyze_batch
     from nervemuscle.outputs import write_text_atomic
     from nervemuscle.phantom import simulate_cohort
-    from nervemuscle.phantom.readers import DEFAULT_READERS, load_truths, simulate_reads
+    from nervemuscle.phantom.readers import DEFAULT_READERS, simulate_reads
+    from nervemuscle.phantom.truth import load_truths
     from nervemuscle.protocol import default_protocol
     from nervemuscle.stats import format_paper_comparison, format_reader_agreement, run_cohort
     from nervemuscle.stats.truth import format_truth_agreement, truth_agreement
@@ -35,7 +36,7 @@ def run_demo(out: Path, *, n_als: int, n_mmn: int, n_controls: int, seed: int, k
     typer.echo(f"      analysed {batch.analysed}, reused {batch.skipped}, failed {batch.failed}")
     reads = cohort_dir / "reads.csv"  # the virtual radiologists' structured reads (phantom.readers)
     if not reads.exists():
-        write_text_atomic(reads, simulate_reads(load_truths(cohort_dir), default_protocol(), DEFAULT_READERS))
+        write_text_atomic(reads, simulate_reads(load_truths(cohort_dir).values(), default_protocol(), DEFAULT_READERS))
     typer.echo(f"[3/3] cohort statistics, with the reads of {len(DEFAULT_READERS)} virtual readers -> {out / 'study'}")
     results = run_cohort(out / "findings", cohort_dir / "clinical.csv", out / "study", reads_csv=reads)
     typer.echo("")

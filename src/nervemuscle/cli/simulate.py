@@ -70,11 +70,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Structured reads of the cohort by virtual radiologists (for `nervemuscle cohort --reads`)."""
         from nervemuscle.outputs import write_text_atomic
-        from nervemuscle.phantom.readers import READER_PANEL, load_truths, simulate_reads
+        from nervemuscle.phantom.readers import READER_PANEL, simulate_reads
+        from nervemuscle.phantom.truth import load_truths
         from nervemuscle.protocol import default_protocol
 
         if not 1 <= readers <= len(READER_PANEL):
             raise BadInputError(f"--readers must be 1-{len(READER_PANEL)}, got {readers}")
         truths = load_truths(cohort_dir)
-        write_text_atomic(out, simulate_reads(truths, default_protocol(), READER_PANEL[:readers]))
+        if not truths:
+            raise BadInputError("no exam folder with a truth.json (simulate a cohort first)", cohort_dir)
+        write_text_atomic(out, simulate_reads(truths.values(), default_protocol(), READER_PANEL[:readers]))
         typer.echo(f"{len(truths)} exams read by {readers} virtual reader(s) -> {out}")

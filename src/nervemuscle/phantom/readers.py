@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nervemuscle.errors import BadInputError
 from nervemuscle.grading import grade, summarize
 from nervemuscle.reader.forms import IMPRESSION_SCALE, OVERALL_ITEM, impression
 
@@ -124,18 +121,3 @@ def simulate_reads(truths: Iterable[dict[str, Any]], protocol: dict[str, Any],
             for (item, scale), g in read_exam(truth, reader, protocol).items():
                 writer.writerow([truth["exam_id"], reader.name, item, scale, g, submitted])
     return out.getvalue()
-
-
-def load_truths(cohort_dir: str | Path) -> list[dict[str, Any]]:
-    """The ``truth.json`` of every exam folder of a simulated cohort, by exam id."""
-    cohort_dir = Path(cohort_dir)
-    files = sorted(cohort_dir.glob("*/truth.json"))
-    if not files:
-        raise BadInputError("no exam folder with a truth.json (simulate a cohort first)", cohort_dir)
-    truths = []
-    for f in files:
-        try:
-            truths.append(json.loads(f.read_text()))
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"unreadable truth file: {exc}", f) from None
-    return sorted(truths, key=lambda t: t["exam_id"])

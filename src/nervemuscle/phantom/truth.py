@@ -1,11 +1,14 @@
 """Exact ground truth of a simulated exam (the content of ``truth.json``)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
+from nervemuscle.errors import BadInputError
 from nervemuscle.grading import grade, summarize
 from nervemuscle.phantom.acquisition import ACQUISITIONS, render_labels, series_grid
 from nervemuscle.phantom.anatomy import root_radius_profile
@@ -179,3 +182,21 @@ def exam_truth(subject, acquisitions: list[str], *, protocol: dict | None = None
         "nerves": nerves, "muscles": muscles, "summary": summarize(nerves, muscles), "rules": rules,
         "subject_id": subject.id, "tissue_labels": TISSUE_LABELS,
     }
+
+
+def load_truths(cohort_dir: str | Path) -> dict[str, dict]:
+    """``{exam_id: truth}`` of every ``truth.json`` below ``cohort_dir`` (a simulated cohort), in exam-id order.
+
+    Raises
+    ------
+    BadInputError
+        A truth file cannot be read, naming it.
+    """
+    truths = {}
+    for path in sorted(Path(cohort_dir).rglob("truth.json")):
+        try:
+            truth = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInputError(f"unreadable truth file: {exc}", path) from None
+        truths[truth["exam_id"]] = truth
+    return dict(sorted(truths.items()))

@@ -6,20 +6,14 @@ measured structure the relative errors of root CSA and T2 ratio and of muscle vo
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from nervemuscle.phantom.truth import load_truths
 from nervemuscle.stats.accuracy import sensitivity_specificity
 from nervemuscle.stats.cohort import FINDINGS, load_findings
 from nervemuscle.stats.proportions import proportion
-
-
-def _truths(cohort_dir: Path) -> dict[str, dict]:
-    """``{exam_id: truth}`` of every phantom ``truth.json`` under ``cohort_dir``."""
-    truths = (json.loads(path.read_text()) for path in sorted(cohort_dir.rglob("truth.json")))
-    return {truth["exam_id"]: truth for truth in truths}
 
 
 def _median_abs(values: list[float]) -> float | None:
@@ -40,7 +34,7 @@ def truth_agreement(findings_dir: str | Path, cohort_dir: str | Path) -> dict:
         findings leaves that exam out of that finding's counts.
     """
     found, _ = load_findings(findings_dir)
-    truths = _truths(Path(cohort_dir))
+    truths = load_truths(cohort_dir)
     exams = sorted(set(found) & set(truths))
     summary = {}
     for finding in FINDINGS:
