@@ -52,13 +52,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _in_memory(db_url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(db_url)
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -80,13 +73,13 @@ def register(app: typer.Typer) -> None:
         from uvicorn.supervisors import Multiprocess
 
         from nervemuscle.reader.app import SETTINGS_ENV, ReaderSettings, create_app
-        from nervemuscle.reader.db import make_engine, migrate
+        from nervemuscle.reader.db import in_memory_sqlite, make_engine, migrate
 
         if not data_root.is_dir():
             raise BadInputError("data root is not a folder", data_root)
         settings = ReaderSettings(db_url=_db_url(db), data_root=data_root.resolve(), protocol_path=protocol,
                                   secure_cookies=secure_cookies, cache_dir=cache_dir and cache_dir.resolve())
-        if workers > 1 and _in_memory(settings.db_url):
+        if workers > 1 and in_memory_sqlite(settings.db_url):
             raise BadInputError("--workers > 1 needs a database file or server: each process would have its own "
                                 "in-memory database")
         sock = _listen(host, port)

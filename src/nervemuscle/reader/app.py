@@ -22,7 +22,7 @@ from nervemuscle.protocol import load_protocol
 from nervemuscle.reader import auth
 from nervemuscle.reader.api import (check_csrf, current_user, get_db, login_session, progress, require_admin,
                                     router, session_agreement)
-from nervemuscle.reader.db import default_url, make_engine, migrate, session_factory
+from nervemuscle.reader.db import default_url, in_memory_sqlite, make_engine, migrate, session_factory
 from nervemuscle.reader.display import prune_cache
 from nervemuscle.reader.models import LoginSession, Series, User
 
@@ -77,7 +77,7 @@ class ReaderSettings:
         if self.cache_dir is not None:
             return Path(self.cache_dir)
         url = make_url(self.db_url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if url.get_backend_name() == "sqlite" and not in_memory_sqlite(self.db_url):
             return Path(url.database).resolve().parent / "nervemuscle-reader-cache"
         return Path.cwd() / "nervemuscle-reader-cache"
 

@@ -22,6 +22,14 @@ def default_url(folder: str | Path = ".") -> str:
     return f"sqlite:///{(Path(folder) / DEFAULT_DB_FILE).resolve()}"
 
 
+def in_memory_sqlite(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (private to one process, gone with it)."""
+    parsed = make_url(url)
+    database = parsed.database
+    return parsed.get_backend_name() == "sqlite" and (database in (None, "", ":memory:")
+                                                       or database.startswith("file::memory:"))
+
+
 class WriteTurn:
     """One SQLite writer at a time: among this process's threads (a lock) and among server processes (an
     ``flock`` on ``lock_file``, tried every millisecond). Both hand over at once, where SQLite's busy handler
@@ -91,9 +99,7 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
                 conn.exec_driver_sql("BEGIN")
 
             return engine
-        database = make_url(url).database
-        in_memory = database in (None, "", ":memory:") or database.startswith("file::memory:")
-        lock = WriteTurn(None if in_memory else Path(f"{database}.writelock"))
+        lock = WriteTurn(None if in_memory_sqlite(url) else Path(f"{make_url(url).database}.writelock"))
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin_immediate(conn):  # noqa: ANN001

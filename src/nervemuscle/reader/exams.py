@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,15 +166,6 @@ def discover_exams(folder: str | Path) -> list[ExamFolder]:
 
 def _holds_dicom(folder: Path, max_files: int = 500) -> bool:
     """Whether one of the first ``max_files`` files below ``folder`` is a DICOM file."""
-    from nervemuscle.io.dicom import has_dicm_magic
+    from nervemuscle.io.dicom import has_dicm_magic, list_files
 
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if has_dicm_magic(Path(dirpath) / name):
-                return True
-            seen += 1
-            if seen >= max_files:
-                return False
-    return False
+    return any(has_dicm_magic(path) for path in list_files(folder)[:max_files])
