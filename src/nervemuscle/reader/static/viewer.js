@@ -125,7 +125,6 @@
 
   async function startViewers(read) {
     const pair = pickSeries(read.series);
-    const labels = read.series.find(s => s.kind === "labels");
     if (!pair.length) {
       $("#viewer-status").textContent = "this exam has no image series";
       return;
