@@ -1,4 +1,5 @@
-"""Agreement of a nerve analysis with ground truth (phantom ``truth.json`` "nerves" items).
+"""Agreement of a nerve analysis with ground truth (phantom ``truth.json`` "nerves" items, or the truth of
+an exam from another simulator whose centerlines are in DICOM patient LPS, :func:`truth_nerves_ras`).
 
 A visible true root counts as *detected* when some reported root's centerline runs along it (median
 distance of the reported points within the measured segment to the true centerline below
@@ -48,20 +49,56 @@ def match_roots(reported: list[dict], truth: list[dict], *, match_mm: float = 3.
     return records
 
 
+def truth_nerves_ras(truth_nerves: list[dict]) -> list[dict]:
+    """Truth root items with ``centerline_lps`` (DICOM patient frame) converted to ``centerline_mm`` (RAS+).
+
+    RAS+ is LPS with x and y negated. Items that already carry ``centerline_mm`` are returned unchanged.
+    """
+    out = []
+    for t in truth_nerves:
+        if "centerline_mm" not in t and "centerline_lps" in t:
+            t = {**t, "centerline_mm": (np.asarray(t["centerline_lps"], float) * [-1.0, -1.0, 1.0]).tolist()}
+        out.append(t)
+    return out
+
+
+def exam_agreement(findings: dict, truth: dict, *, match_mm: float = 3.0) -> dict:
+    """One exam's nerve findings against its truth: the per-root records of :func:`match_roots` plus the
+    study-level ``nerve_abnormal`` found and true, ready for :func:`cohort_metrics`.
+
+    Parameters
+    ----------
+    findings : dict
+        ``findings.json`` of the exam (``nerves`` items with ``centerline_mm``).
+    truth : dict
+        ``truth.json`` with ``nerves`` (``centerline_mm`` or ``centerline_lps``) and ``summary.nerve_abnormal``.
+    """
+    records = match_roots(findings.get("nerves", []), truth_nerves_ras(truth["nerves"]), match_mm=match_mm)
+    return {"records": records, "roots": findings.get("nerves", []),
+            "nerve_abnormal_true": bool(truth["summary"]["nerve_abnormal"]),
+            "nerve_abnormal_found": findings.get("summary", {}).get("nerve_abnormal")}
+
+
+def _rate(hits: list[bool]) -> float | None:
+    return float(np.mean(hits)) if hits else None
+
+
 def cohort_metrics(exams: list[dict]) -> dict:
     """Cohort-level agreement from per-exam ``{"records": match_roots(...), "nerve_abnormal_true": bool,
     "roots": reported roots}``.
 
     Returns detection rate (of visible roots), label accuracy (of detected roots), median absolute relative
     CSA and T2-ratio errors (correctly labelled roots), per-root grade agreement and study-level
-    ``nerve_abnormal`` accuracy.
+    ``nerve_abnormal`` accuracy, sensitivity and specificity (an exam with no graded root, ``None``, counts
+    as a miss both ways).
     """
     recs = [r for e in exams for r in e["records"]]
     detected = [r for r in recs if r["detected"]]
     csa = [abs(r["csa_rel_error"]) for r in recs if r["csa_rel_error"] is not None]
     t2 = [abs(r["t2_rel_error"]) for r in recs if r["t2_rel_error"] is not None]
     graded = [r for r in recs if r["grade_found"] is not None and r["grade_true"] is not None]
-    study = [summarize(e["roots"], [])["nerve_abnormal"] == e["nerve_abnormal_true"] for e in exams]
+    called = [(summarize(e["roots"], [])["nerve_abnormal"], e["nerve_abnormal_true"]) for e in exams]
+    study = [c == t for c, t in called]
     return {
         "exams": len(exams),
         "visible_roots": len(recs),
@@ -71,4 +108,6 @@ def cohort_metrics(exams: list[dict]) -> dict:
         "t2_median_abs_rel_error": float(np.median(t2)) if t2 else None,
         "root_grade_agreement": sum(r["grade_found"] == r["grade_true"] for r in graded) / len(graded) if graded else None,
         "nerve_abnormal_accuracy": float(np.mean(study)) if study else None,
+        "nerve_abnormal_sensitivity": _rate([c is True for c, t in called if t]),
+        "nerve_abnormal_specificity": _rate([c is False for c, t in called if not t]),
     }
