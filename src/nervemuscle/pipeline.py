@@ -35,6 +35,10 @@ NERVE_PREFERENCE: tuple[tuple[str, bool, str], ...] = (
     ("dixon_water", None, "Dixon water image as the fat-suppressed series: no STIR or T2 fat-sat in the exam"),
 )
 DIXON_ROLES = ("dixon_water", "dixon_fat", "dixon_in", "dixon_opp")
+#: Quality gate for handing the muscle analysis's normal-muscle signal to the nerve analysis (where it must
+#: agree with the paraspinal reference): at least this fraction of the graded muscles was segmented (a
+#: segmentation that lost many muscles has often taken other tissue for the rest).
+MUSCLE_REFERENCE_MIN_FOUND = 0.75
 
 StepCallback = Callable[[str, dict[str, Any]], None]
 
@@ -233,6 +237,7 @@ def analyze(
     nerves: list[dict[str, Any]] = []
     muscle_labels = nerve_labels = None
     muscle_reference = None
+    nerve_reference: dict[str, Any] = {}
 
     if choice.t1 is not None:
         _step(on_step, "muscle", t1=_label(choice.t1))
@@ -250,7 +255,9 @@ def analyze(
             muscles = list(result.muscles)
             not_assessable += list(result.not_assessable)
             muscle_labels = result.label_map
-            muscle_reference = result.reference_signal
+            n_graded = len(result.muscles) + sum(1 for n in result.not_assessable if n.get("item") != "muscles")
+            if n_graded and len(result.muscles) >= MUSCLE_REFERENCE_MIN_FOUND * n_graded:
+                muscle_reference = result.reference_signal
         timings["muscle"] = time.perf_counter() - t
 
     if choice.fluid is not None:
@@ -267,11 +274,14 @@ def analyze(
             nerves = list(result.roots)
             not_assessable += list(result.not_assessable)
             nerve_labels = result.label_map
+            nerve_reference = dict(result.reference)
         timings["nerve"] = time.perf_counter() - t
 
     _step(on_step, "findings", n_nerves=len(nerves), n_muscles=len(muscles))
     findings = build_findings(exam_id=_exam_id(exam_dir), protocol=protocol, sequences=choice.sequences,
                               nerves=nerves, muscles=muscles, not_assessable=not_assessable)
+    if nerve_reference:
+        findings["nerve_reference"] = nerve_reference
     validate_findings(findings, exam_dir)
     timings["total_analysis"] = time.perf_counter() - t0
     return ExamAnalysis(exam_id=findings["exam_id"], findings=findings, protocol=protocol, choice=choice,

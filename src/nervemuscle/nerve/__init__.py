@@ -25,7 +25,8 @@ from nervemuscle.nerve.hessian import tubularity
 from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near,
                                          find_exit_peaks, level_heights, load_landmarks, name_levels,
                                          side_sign, validate_landmarks)
-from nervemuscle.nerve.reference import estimate_muscle_reference
+from nervemuscle.errors import NotAssessableError
+from nervemuscle.nerve.reference import choose_reference, reference_candidates
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
 from nervemuscle.nerve.tracking import arc_length, minimal_path, resample_polyline, track
@@ -57,7 +58,7 @@ ROOT_RADIUS_MM = 2.5
 NEIGHBOUR_PSF_WIDTHS = 1.5
 MIN_PLANES = 5
 MAX_CSA_SPREAD = 0.6
-#: Planes whose CSA is more than this factor above or below the root's median are left out.
+#: Planes whose CSA is more than this factor above or below the root's lower-quartile CSA are left out.
 MAX_PLANE_FACTOR = 3.0
 TRIM_PERCENT = 15
 #: Planes whose blurred peak keeps at least this fraction of the contrast give the root signal when there
@@ -66,6 +67,13 @@ MILD_PEAK_FRACTION = 0.6
 #: A level's exit searched near its predicted height needs at least this fraction of the median tubularity
 #: of the exits found as peaks, and signal above muscle.
 PREDICTED_EXIT_MIN_RESPONSE = 0.3
+#: How each normal-muscle reference is measured (findings ``nerve_reference.muscle_reference_method``).
+MUSCLE_REFERENCE_METHODS = {
+    "paraspinal": "histogram mode of paraspinal muscle signal (box behind the canal at the root levels, air and "
+                  "the darkest multi-Otsu class of log signal removed, 1 mm smoothing)",
+    "shoulder": "normal shoulder-girdle muscle signal from the muscle analysis (paraspinal box outside the field "
+                "of view)",
+}
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -175,12 +183,17 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
         return None, (f"only {good.sum()} of {sel.sum()} cross-sections measurable (the root's cross-section "
                       "merges with a neighbour or is not a bright disc)")
     csa, sig, fraction = cs.csa_mm2[good], cs.signal[good], cs.peak_fraction[good]
+    # a plane several times the root's lower-quartile CSA has a vessel, muscle or the foraminal sleeve merged
+    # in (merging only adds area; the lower quartile stays on the root while up to 3/4 of the planes merge)
+    low_quartile = np.percentile(csa, 25)
+    plausible = (csa <= MAX_PLANE_FACTOR * low_quartile) & (csa >= low_quartile / MAX_PLANE_FACTOR)
+    if plausible.sum() < MIN_PLANES:
+        return None, (f"only {plausible.sum()} of {len(csa)} cross-sections are the root alone (the others "
+                      "merge with a larger bright structure)")
+    csa, sig, fraction = csa[plausible], sig[plausible], fraction[plausible]
     q1, median, q3 = np.percentile(csa, [25, 50, 75])
     if (q3 - q1) > MAX_CSA_SPREAD * median:
         return None, f"cross-sections inconsistent along the root (CSA interquartile range {q3 - q1:.1f} mm2)"
-    # a plane several times the root's median CSA has a vessel or muscle merged in (or lost the root)
-    plausible = (csa <= MAX_PLANE_FACTOR * median) & (csa >= median / MAX_PLANE_FACTOR)
-    csa, sig, fraction = csa[plausible], sig[plausible], fraction[plausible]
     # the signal is deblurred by 1 / peak_fraction: prefer planes where that correction is mild
     mild = fraction >= MILD_PEAK_FRACTION
     sig = sig[mild] if mild.sum() >= 5 else sig
@@ -208,8 +221,11 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
         ``{"roots": {"C5_left": [[x, y, z], ...]}}``: one point seeds tracking of that root, two or more
         points are its centerline from the foramen outwards (source "landmarks").
     muscle_reference : float, optional
-        Signal of normal muscle on ``fluid``; estimated near the roots when None
-        (:func:`nervemuscle.nerve.reference.estimate_muscle_reference`).
+        Signal of normal shoulder muscle on ``fluid`` from a muscle segmentation that passed its quality gate
+        (pass None otherwise). It is one of the independent estimates that must agree with the paraspinal
+        reference (:func:`nervemuscle.nerve.reference.choose_reference`); it is used itself only when the
+        paraspinal muscles are outside the field of view. When the estimates disagree the T2 ratios and T2
+        grades are not assessable (reason in ``not_assessable``); CSA grades stay.
 
     Returns
     -------
@@ -223,7 +239,11 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     response = work.with_data(response_data)
     _blank_canal(response, canal)
     z_lo, z_hi = work.affine[2, 3], work.affine[2, 3] + WORK_STEP_MM * (work.shape[2] - 1)
-    local_muscle, local_method = estimate_muscle_reference(fluid, canal, (z_lo, z_hi))
+    reference_choice = choose_reference(reference_candidates(fluid, canal, (z_lo, z_hi), shoulder=muscle_reference))
+    if reference_choice["value"] is None:
+        raise NotAssessableError("paraspinal region outside the field of view and no muscle reference given: "
+                                 "no reference for root signal")
+    local_muscle = reference_choice["value"]
     exits = {side: find_exit_peaks(response, work, canal, side, min_signal=ROOT_MIN_SIGNAL * local_muscle)
              for side in SIDES}
     heights = level_heights(exits)
@@ -237,10 +257,6 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                 if near is not None:
                     named[f"{segment}_{side}"] = {**near, "predicted": True}
     named = align_exit_depths(named, response, work, canal, min_signal=local_muscle)
-    if muscle_reference is None:
-        muscle_reference, reference_method = local_muscle, local_method
-    else:
-        reference_method = "provided by the caller (muscle analysis)"
     positive = response.data[response.data > 0]
     floor = 0.05 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
 
@@ -281,7 +297,11 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
         measured[(segment, side)] = {**values, "source": source}
     not_assessable.sort(key=lambda n: (ROOTS.index(n["item"].split()[0]), SIDES.index(n["item"].split()[1])))
 
-    ratios = {k: v["signal"] / muscle_reference for k, v in measured.items()}
+    if reference_choice["assessable"]:
+        ratios = {k: v["signal"] / local_muscle for k, v in measured.items()}
+    else:
+        ratios = {k: None for k in measured}
+        not_assessable.append({"item": "nerve T2 signal", "reason": reference_choice["reason"]})
     normal_ratio, normal_method = normal_nerve_ratio(list(ratios.values()), protocol)
     roots = []
     for (segment, side), values in measured.items():
@@ -292,7 +312,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
             "csa_mm2": round(values["csa_mm2"], 2),
             "csa_max_mm2": round(values["csa_max_mm2"], 2),
             "diameter_mm": round(2.0 * values["radius_mm"], 2),
-            "t2_ratio": round(ratios[(segment, side)], 3),
+            "t2_ratio": None if ratios[(segment, side)] is None else round(ratios[(segment, side)], 3),
             "asymmetry": None if other is None else round(asymmetry(values["csa_mm2"], other["csa_mm2"]), 3),
             **grade_root(segment, values["csa_mm2"], ratios[(segment, side)], normal_ratio, protocol),
             "centerline_mm": np.round(centerlines[(segment, side)], 2).tolist(),
@@ -309,6 +329,10 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
         "level_heights_mm": [round(float(z), 2) for z in heights],
         "foramen_lateral_mm": FORAMEN_LATERAL_MM,
     }
-    reference = {"muscle_reference": round(float(muscle_reference), 4), "muscle_reference_method": reference_method,
+    reference = {"muscle_reference": round(float(local_muscle), 4), "muscle_reference_used": reference_choice["used"],
+                 "muscle_reference_method": MUSCLE_REFERENCE_METHODS[reference_choice["used"]],
+                 "muscle_reference_candidates": reference_choice["candidates"],
+                 "muscle_reference_tolerance": reference_choice["tolerance"],
+                 "t2_assessable": reference_choice["assessable"], "t2_reference_note": reference_choice["reason"],
                  "normal_nerve_ratio": round(normal_ratio, 4), "normal_nerve_method": normal_method}
     return NerveAnalysis(roots, not_assessable, labels, found_landmarks, reference)
