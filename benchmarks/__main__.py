@@ -3,6 +3,9 @@
 Usage: ``python -m benchmarks [TOPIC ...] [--out benchmarks/results.json]``. Each module's ``run()`` returns a
 dict of measured numbers; a benchmark that raises is recorded with its error and the others still run.
 Results of benchmarks not run this time are kept from the previous ``results.json``.
+
+``python -m benchmarks eval_NAME [ARGS ...]`` runs the accuracy evaluation ``benchmarks/eval_NAME.py`` with its
+own arguments (those named in ``EVALUATIONS``).
 """
 from __future__ import annotations
 
@@ -74,27 +77,39 @@ def table(all_results: dict) -> str:
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}" for r in rows)
 
 
+#: Accuracy evaluations run as ``python -m benchmarks NAME [ARGS]``: modules with their own ``main(argv)``.
+EVALUATIONS = ("eval_external",)
+
+
+def write_results(results: dict, out: Path) -> None:
+    """Merge ``{topic: entry}`` into the results file ``out`` (other topics kept), atomically."""
+    previous = json.loads(out.read_text()).get("benchmarks", {}) if out.exists() else {}
+    doc = {"machine": machine(), "benchmarks": dict(sorted({**previous, **results}.items()))}
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".results.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in EVALUATIONS:
+        return importlib.import_module(f"benchmarks.{argv[0]}").main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("topics", nargs="*", help=f"benchmarks to run (default: all of {', '.join(discover())})")
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="results file")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.topics) - set(discover()))
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(discover())}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(discover())}; "
+                     f"evaluations (first argument, own options): {', '.join(EVALUATIONS)}")
     topics = args.topics or discover()
-    previous = json.loads(args.out.read_text()).get("benchmarks", {}) if args.out.exists() else {}
     results = {}
     for topic in topics:
         print(f"running bench_{topic} ...", file=sys.stderr, flush=True)
         results[topic] = run_one(topic)
-    merged = {**previous, **results}
-    doc = {"machine": machine(), "benchmarks": dict(sorted(merged.items()))}
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=".results.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, args.out)
+    write_results(results, args.out)
     print(table(results))
     print(f"\nwritten {args.out}")
     return 0 if all(r["ok"] for r in results.values()) else 1
