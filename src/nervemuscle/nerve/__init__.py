@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from nervemuscle.anatomy import ROOTS, SIDES, root_label
 from nervemuscle.nerve.csa import centerline_tangents, cross_sections, psf_covariance
-from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio
+from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio, root_pattern
 from nervemuscle.nerve.hessian import tubularity
 from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near,
                                          find_exit_peaks, level_heights, load_landmarks, name_levels,
@@ -74,6 +74,8 @@ MUSCLE_REFERENCE_METHODS = {
     "shoulder": "normal shoulder-girdle muscle signal from the muscle analysis (paraspinal box outside the field "
                 "of view)",
 }
+#: Spacing (mm along the centerline) of the cross-sections and so of the CSA profile in findings.
+PROFILE_STEP_MM = 1.0
 #: Canal (dural sac) radius (mm) blanked in the tubularity map.
 CANAL_RADIUS_MM = 9.0
 
@@ -144,7 +146,7 @@ def _trace_root(response: Volume, canal: dict, seed: np.ndarray, side: str, min_
     medial = track(response, seed, -outward, min_response=min_response, max_length_mm=25.0,
                    keep_going=lateral_enough)
     line = np.concatenate([medial[::-1], lateral[1:]]) if len(medial) > 1 else lateral
-    return resample_polyline(line, 1.0)
+    return resample_polyline(line, PROFILE_STEP_MM)
 
 
 def _start_at_foramen(line: np.ndarray, canal: dict, side: str) -> np.ndarray | None:
@@ -159,7 +161,7 @@ def _start_at_foramen(line: np.ndarray, canal: dict, side: str) -> np.ndarray | 
     a, b = lateral[k - 1], lateral[k]
     t = (FORAMEN_LATERAL_MM - a) / (b - a) if b != a else 0.0
     start = line[k - 1] + t * (line[k] - line[k - 1])
-    return resample_polyline(np.concatenate([start[None], line[k:]]), 1.0)
+    return resample_polyline(np.concatenate([start[None], line[k:]]), PROFILE_STEP_MM)
 
 
 def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neighbours: cKDTree | None,
@@ -168,6 +170,7 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
     roots' centerlines (``neighbours``); ``(None, reason)`` when not measurable."""
     s = arc_length(line)
     sel = (s >= window[0]) & (s <= window[1])
+    in_window = sel.copy()
     if sel.sum() < 0.5 * (window[1] - window[0]):
         return None, (f"root traced for {s[-1]:.0f} mm only; the {window[0]:.0f}-{window[1]:.0f} mm segment "
                       "is not measurable")
@@ -183,6 +186,7 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
         return None, (f"only {good.sum()} of {sel.sum()} cross-sections measurable (the root's cross-section "
                       "merges with a neighbour or is not a bright disc)")
     csa, sig, fraction = cs.csa_mm2[good], cs.signal[good], cs.peak_fraction[good]
+    where = np.nonzero(sel)[0][good]  # index on the centerline of each measured plane
     # a plane several times the root's lower-quartile CSA has a vessel, muscle or the foraminal sleeve merged
     # in (merging only adds area; the lower quartile stays on the root while up to 3/4 of the planes merge)
     low_quartile = np.percentile(csa, 25)
@@ -190,7 +194,7 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
     if plausible.sum() < MIN_PLANES:
         return None, (f"only {plausible.sum()} of {len(csa)} cross-sections are the root alone (the others "
                       "merge with a larger bright structure)")
-    csa, sig, fraction = csa[plausible], sig[plausible], fraction[plausible]
+    csa, sig, fraction, where = csa[plausible], sig[plausible], fraction[plausible], where[plausible]
     q1, median, q3 = np.percentile(csa, [25, 50, 75])
     if (q3 - q1) > MAX_CSA_SPREAD * median:
         return None, f"cross-sections inconsistent along the root (CSA interquartile range {q3 - q1:.1f} mm2)"
@@ -201,7 +205,13 @@ def _measure(fluid: Volume, line: np.ndarray, window: tuple[float, float], neigh
     kept = (csa >= low) & (csa <= high)
     csa_mean = float(np.mean(csa[kept]))
     running = np.array([np.median(csa[max(0, i - 2): i + 3]) for i in range(len(csa))])
+    profile = np.full(len(line), np.nan)
+    profile[where] = csa
+    window_idx = np.nonzero(in_window)[0]
     return {"csa_mm2": csa_mean, "csa_max_mm2": float(running.max()),
+            "focal_swelling_index": float(running.max() / median),
+            "csa_profile_mm2": [None if not np.isfinite(v) else round(float(v), 2) for v in profile[window_idx]],
+            "csa_profile_start_mm": round(float(s[window_idx[0]]), 1),
             "signal": float(np.median(sig)), "radius_mm": float(np.sqrt(csa_mean / np.pi))}, ""
 
 
@@ -268,7 +278,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
             points = np.asarray(manual.get(key, []), float)
             source = "landmarks" if len(points) else "automatic"
             if len(points) >= 2:
-                traced[(segment, side)] = resample_polyline(points, 1.0), source
+                traced[(segment, side)] = resample_polyline(points, PROFILE_STEP_MM), source
                 continue
             seed = points[0] if len(points) == 1 else (np.asarray(named[key]["point_mm"]) if key in named else None)
             if seed is None:
@@ -306,6 +316,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     roots = []
     for (segment, side), values in measured.items():
         other = measured.get((segment, "left" if side == "right" else "right"))
+        grades = grade_root(segment, values["csa_mm2"], ratios[(segment, side)], normal_ratio, protocol)
         item = {
             "segment": segment,
             "side": side,
@@ -314,9 +325,15 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
             "diameter_mm": round(2.0 * values["radius_mm"], 2),
             "t2_ratio": None if ratios[(segment, side)] is None else round(ratios[(segment, side)], 3),
             "asymmetry": None if other is None else round(asymmetry(values["csa_mm2"], other["csa_mm2"]), 3),
-            **grade_root(segment, values["csa_mm2"], ratios[(segment, side)], normal_ratio, protocol),
+            **grades,
             "centerline_mm": np.round(centerlines[(segment, side)], 2).tolist(),
             "source": values["source"],
+            "csa_profile_mm2": values["csa_profile_mm2"],
+            "csa_profile_start_mm": values["csa_profile_start_mm"],
+            "csa_profile_step_mm": PROFILE_STEP_MM,
+            "focal_swelling_index": round(values["focal_swelling_index"], 3),
+            "pattern": root_pattern(segment, grades["thickening_grade"], values["csa_max_mm2"],
+                                    values["focal_swelling_index"], protocol),
         }
         roots.append(item)
     roots.sort(key=lambda r: (ROOTS.index(r["segment"]), SIDES.index(r["side"])))

@@ -13,6 +13,13 @@ from scipy.spatial import cKDTree
 from nervemuscle.grading import summarize
 
 
+def _true_pattern(truth_root: dict) -> str | None:
+    """Thickening pattern of a truth root: ``lesion`` (phantom) or ``thickening`` (other simulators), with
+    "none" read as "normal"."""
+    value = truth_root.get("lesion", truth_root.get("thickening"))
+    return None if value is None else ("normal" if value == "none" else str(value))
+
+
 def match_roots(reported: list[dict], truth: list[dict], *, match_mm: float = 3.0, length_mm: float = 35.0) -> list[dict]:
     """One record per visible true root: detection, label, and relative errors of CSA and T2 ratio.
 
@@ -20,7 +27,8 @@ def match_roots(reported: list[dict], truth: list[dict], *, match_mm: float = 3.
     -------
     list of dict
         ``{"segment", "side", "detected", "label_correct", "csa_rel_error", "t2_rel_error",
-        "grade_true", "grade_found"}`` (errors ``None`` when not detected with the right label).
+        "grade_true", "grade_found", "pattern_true", "pattern_found", "focal_swelling_index"}`` (measures
+        ``None`` when not detected with the right label).
     """
     records = []
     lines = [(r, np.asarray(r["centerline_mm"], float)) for r in reported if r.get("centerline_mm")]
@@ -45,6 +53,8 @@ def match_roots(reported: list[dict], truth: list[dict], *, match_mm: float = 3.
             "t2_rel_error": None if measured is None or measured["t2_ratio"] is None
             else measured["t2_ratio"] / t["t2_ratio"] - 1.0,
             "grade_true": t.get("grade"), "grade_found": None if same is None else same.get("grade"),
+            "pattern_true": _true_pattern(t), "pattern_found": None if measured is None else measured.get("pattern"),
+            "focal_swelling_index": None if measured is None else measured.get("focal_swelling_index"),
         })
     return records
 
@@ -88,7 +98,7 @@ def cohort_metrics(exams: list[dict]) -> dict:
     "roots": reported roots}``.
 
     Returns detection rate (of visible roots), label accuracy (of detected roots), median absolute relative
-    CSA and T2-ratio errors (correctly labelled roots), per-root grade agreement and study-level
+    CSA and T2-ratio errors (correctly labelled roots), per-root grade and pattern agreement and study-level
     ``nerve_abnormal`` accuracy, sensitivity and specificity (an exam with no graded root, ``None``, counts
     as a miss both ways).
     """
@@ -97,6 +107,7 @@ def cohort_metrics(exams: list[dict]) -> dict:
     csa = [abs(r["csa_rel_error"]) for r in recs if r["csa_rel_error"] is not None]
     t2 = [abs(r["t2_rel_error"]) for r in recs if r["t2_rel_error"] is not None]
     graded = [r for r in recs if r["grade_found"] is not None and r["grade_true"] is not None]
+    patterned = [r for r in recs if r.get("pattern_found") is not None and r.get("pattern_true") is not None]
     called = [(summarize(e["roots"], [])["nerve_abnormal"], e["nerve_abnormal_true"]) for e in exams]
     study = [c == t for c, t in called]
     return {
@@ -107,6 +118,7 @@ def cohort_metrics(exams: list[dict]) -> dict:
         "csa_median_abs_rel_error": float(np.median(csa)) if csa else None,
         "t2_median_abs_rel_error": float(np.median(t2)) if t2 else None,
         "root_grade_agreement": sum(r["grade_found"] == r["grade_true"] for r in graded) / len(graded) if graded else None,
+        "root_pattern_agreement": _rate([r["pattern_found"] == r["pattern_true"] for r in patterned]),
         "nerve_abnormal_accuracy": float(np.mean(study)) if study else None,
         "nerve_abnormal_sensitivity": _rate([c is True for c, t in called if t]),
         "nerve_abnormal_specificity": _rate([c is False for c, t in called if not t]),

@@ -5,6 +5,12 @@ import numpy as np
 
 from nervemuscle.grading import grade
 
+#: Patterns of a root (findings ``pattern``): normal, diffuse (thickened along the measured segment) or
+#: focal (a swelling: running-median CSA peak at least FOCAL_SWELLING_INDEX times the root's own median CSA
+#: and, at its peak, thick by the protocol's grade-1 thickening threshold).
+PATTERNS = ("normal", "diffuse", "focal")
+FOCAL_SWELLING_INDEX = 1.25
+
 
 def normal_nerve_ratio(ratios: list[float | None], protocol: dict, *, min_roots: int = 4) -> tuple[float, str]:
     """The T2 ratio of a normal root on this exam.
@@ -49,3 +55,21 @@ def grade_root(segment: str, csa_mm2: float | None, t2_ratio: float | None, norm
     t2 = grade(None if t2_ratio is None else t2_ratio / normal_ratio, nerve["t2_thresholds"])
     known = [g for g in (thick, t2) if g is not None]
     return {"thickening_grade": thick, "t2_grade": t2, "grade": max(known) if known else None}
+
+
+def root_pattern(segment: str, thickening_grade: int | None, csa_max_mm2: float | None,
+                 focal_swelling_index: float | None, protocol: dict) -> str | None:
+    """``"focal"``, ``"diffuse"`` or ``"normal"`` (None when the CSA is not measured).
+
+    Focal: ``focal_swelling_index`` (running-median CSA peak / median CSA along the measured segment) at
+    least :data:`FOCAL_SWELLING_INDEX` and the peak CSA at least the grade-1 thickening threshold times the
+    level reference; diffuse: otherwise thickened (thickening grade >= 1); else normal. The clinical question
+    is MMN (focal, multifocal) against ALS (diffuse, mild).
+    """
+    if thickening_grade is None or csa_max_mm2 is None or focal_swelling_index is None:
+        return None
+    nerve = protocol["nerve"]
+    peak_ratio = csa_max_mm2 / float(nerve["csa_reference_mm2"][segment])
+    if focal_swelling_index >= FOCAL_SWELLING_INDEX and peak_ratio >= float(nerve["thickening_thresholds"][0]):
+        return "focal"
+    return "diffuse" if thickening_grade >= 1 else "normal"
