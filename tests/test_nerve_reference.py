@@ -116,3 +116,18 @@ def test_poisoned_muscle_reference_makes_t2_not_assessable_but_keeps_csa():
         assert root["focal_swelling_index"] >= 1.0
         if lesions[(root["segment"], root["side"])] == "none":
             assert root["pattern"] == "normal"
+
+
+def test_cohort_tabulates_root_patterns():
+    from nervemuscle.stats.cohort import root_pattern_counts, tidy_tables
+
+    def doc(patterns):
+        nerves = [{"segment": seg, "side": "left", "csa_mm2": 12.0, "t2_ratio": 1.5, "grade": 0, "pattern": p}
+                  for seg, p in zip(("C5", "C6", "C7"), patterns)]
+        return {"nerves": nerves, "muscles": [], "summary": {}}
+
+    _, roots, _ = tidy_tables({"mmn1": doc(["focal", "normal", "focal"]), "als1": doc(["diffuse", "diffuse", None])})
+    counts = root_pattern_counts(roots)
+    assert {k: counts[k] for k in ("normal", "diffuse", "focal", "not_assessable")} == \
+        {"normal": 1, "diffuse": 2, "focal": 2, "not_assessable": 1}
+    assert counts["exams_with"] == {"diffuse": 1, "focal": 1}

@@ -150,7 +150,8 @@ def tidy_tables(findings: dict[str, dict], protocol: dict | None = None) -> tupl
                               "csa_mm2": n.get("csa_mm2"), "csa_ratio": None if n.get("csa_mm2") is None
                               else n["csa_mm2"] / csa_ref[n["segment"]],
                               "t2_ratio": n.get("t2_ratio"), "grade": n.get("grade"),
-                              "thickening_grade": n.get("thickening_grade"), "t2_grade": n.get("t2_grade")})
+                              "thickening_grade": n.get("thickening_grade"), "t2_grade": n.get("t2_grade"),
+                              "pattern": n.get("pattern")})
         for m in doc["muscles"]:
             grades = [m.get(k) for k in ("edema_grade", "atrophy_grade", "fat_grade")]
             known = [g for g in grades if g is not None]
@@ -181,11 +182,11 @@ def tidy_tables(findings: dict[str, dict], protocol: dict | None = None) -> tupl
             "muscle_volume_loss_max": _nanstat(np.nanmax, [m.get("volume_loss") for m in muscles]),
         })
     roots = pd.DataFrame(root_rows, columns=["exam_id", "segment", "side", "csa_mm2", "csa_ratio", "t2_ratio",
-                                             "grade", "thickening_grade", "t2_grade"])
+                                             "grade", "thickening_grade", "t2_grade", "pattern"])
     muscles = pd.DataFrame(muscle_rows, columns=["exam_id", "name", "side", "volume_ml", "t2_ratio", "fat_fraction",
                                                  "volume_loss", "edema_grade", "atrophy_grade", "fat_grade", "grade"])
     for df in (roots, muscles):
-        for c in df.columns[3:]:
+        for c in df.columns[3:].drop("pattern", errors="ignore"):
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return pd.DataFrame(exam_rows), roots, muscles
 
@@ -246,10 +247,22 @@ def group_statistics(cohort: Cohort) -> dict:
             "findings": {k: _prop(ex[k]) for k in FINDINGS},
             "severity": {kind: _severity_counts(ex[f"{kind}_severity_grade"]) for kind in ("nerve", "muscle")},
             "roots": {s: _prop(r.loc[r["segment"] == s, "grade"]) for s in ROOTS},
+            "root_patterns": root_pattern_counts(cohort.roots[cohort.roots["exam_id"].isin(ids)]),
             "muscles": {name: _prop(m.loc[m["name"] == name, "grade"]) for name in muscle_names},
             "measures": {k: _describe(ex[k]) for k in MEASURES},
         }
     return out
+
+
+def root_pattern_counts(roots: pd.DataFrame) -> dict:
+    """Measured roots by pattern (findings ``pattern``: normal / diffuse / focal), with ``not_assessable``
+    for roots without one and ``exams_with`` the number of exams with at least one diffuse / focal root
+    (MMN: focal and multifocal; ALS: diffuse)."""
+    pattern = roots["pattern"] if "pattern" in roots else pd.Series([], dtype=object)
+    counts = {name: int((pattern == name).sum()) for name in ("normal", "diffuse", "focal")}
+    counts["not_assessable"] = int(pattern.isna().sum())
+    counts["exams_with"] = {name: int(roots.loc[pattern == name, "exam_id"].nunique()) for name in ("diffuse", "focal")}
+    return counts
 
 
 def _severity_counts(grades: pd.Series) -> dict:

@@ -101,6 +101,16 @@ def group_table_rows(results: dict) -> list[dict]:
             if comp:
                 row[f"Fisher p ({comp['a']} vs {comp['b']})"] = ""
             rows.append(row)
+    for pattern in ("diffuse", "focal"):  # measured roots by pattern (MMN focal vs ALS diffuse)
+        row = {"Finding": f"Root pattern: {pattern} (roots)"}
+        for g, stats in groups.items():
+            counts = stats.get("root_patterns") or {}
+            n = sum(counts.get(name, 0) for name in ("normal", "diffuse", "focal"))
+            row[f"{g} k/n (%)"] = fmt_pct({"k": counts.get(pattern, 0), "n": n})
+            row[f"{g} Wilson 95% CI (%)"] = row[f"{g} Clopper-Pearson 95% CI (%)"] = ""
+        if comp:
+            row[f"Fisher p ({comp['a']} vs {comp['b']})"] = ""
+        rows.append(row)
     return rows
 
 
