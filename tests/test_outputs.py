@@ -84,3 +84,61 @@ def test_write_text_atomic_unwritable_folder_is_an_output_error(tmp_path):
         write_text_atomic(blocker / "out.json", "{}", error="cannot write findings")
     assert info.value.exit_code == 4
     assert "cannot write findings" in str(info.value) and "out.json" in str(info.value)
+
+
+def test_overlapping_output_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from nervemuscle.outputs import refuse_overlap
+
+    (tmp_path / "exam" / "s1").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "exam" / "s1")
+    for out, words in ((tmp_path / "exam", "is the input"), (tmp_path, "contains the input"),
+                       (tmp_path / "exam" / "x", "is inside the input")):
+        with pytest.raises(OutputError, match=words):
+            with atomic_output_dir(out, inputs=[tmp_path / "exam"]):
+                pytest.fail("the block must not run")
+    with pytest.raises(OutputError, match="working folder"):
+        refuse_overlap(tmp_path / "exam" / "s1", [])
+    refuse_overlap(tmp_path / "exam" / "s1", [], working_folder=False)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["exam", "s1"]
+
+
+def test_a_folder_of_other_files_is_not_replaced(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.txt").write_text("keep")
+    with pytest.raises(OutputError, match="holds no findings.json"):
+        with atomic_output_dir(tmp_path / "docs", replaces=("findings.json",)):
+            pytest.fail("the block must not run")
+    (tmp_path / "docs" / "findings.json").write_text("{}")
+    with atomic_output_dir(tmp_path / "docs", replaces=("findings.json",)) as tmp:
+        (tmp / "findings.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["findings.json"]
+
+
+def test_disk_full_inside_the_block_is_an_output_error(tmp_path):
+    import errno
+
+    with pytest.raises(OutputError, match="No space left") as info:
+        with atomic_output_dir(tmp_path / "out"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.exit_code == 4 and list(tmp_path.iterdir()) == []
+
+
+def test_temp_folders_of_dead_processes_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from nervemuscle.outputs import _host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".out.tmp-{_host_tag()}.{dead}-abc"
+    (stale / "half").mkdir(parents=True)
+    aside = tmp_path / f".out.old-{_host_tag()}.{dead}-def"
+    (aside / "previous").mkdir(parents=True)
+    (aside / "previous" / "findings.json").write_text("{}")
+    alive = tmp_path / f".out.tmp-{_host_tag()}.1-ghi"  # pid 1 always runs: never touched
+    alive.mkdir()
+    with atomic_output_dir(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]

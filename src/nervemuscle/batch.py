@@ -39,7 +39,7 @@ import pandas as pd
 from nervemuscle._version import __version__
 from nervemuscle.errors import BadInputError, NerveMuscleError, OutputError
 from nervemuscle.findings import protocol_sha256
-from nervemuscle.outputs import write_text_atomic
+from nervemuscle.outputs import refuse_overlap, write_text_atomic
 from nervemuscle.protocol import load_protocol
 
 IMAGE_SUFFIXES = (".dcm", ".ima", ".nii", ".nii.gz")
@@ -291,7 +291,8 @@ def analyze_batch(root: str | Path, out: str | Path, *, workers: int | None = No
     root : path
         Folder of exams (see the module docstring for the discovery rule).
     out : path
-        Output folder: one sub-folder per exam, ``failures.csv``, ``findings.parquet``, ``nerves.parquet``,
+        Output folder (neither the root, nor containing it, nor inside an exam's input folder; it may lie
+        elsewhere inside the root, where discovery skips it): one sub-folder per exam, ``failures.csv``, ``findings.parquet``, ``nerves.parquet``,
         ``muscles.parquet``.
     workers : int, optional
         Worker processes of the local cluster (1 thread each); default: CPU count.
@@ -313,6 +314,10 @@ def analyze_batch(root: str | Path, out: str | Path, *, workers: int | None = No
     protocol = protocol if isinstance(protocol, dict) else load_protocol(protocol)
     p_hash = protocol_sha256(protocol)
     tasks = discover_exams(root, exclude=[out])
+    if Path(root).resolve().is_relative_to(out.resolve()):
+        raise OutputError(f"output folder is or contains the batch root {root}: its exam outputs would replace "
+                          "the exams; choose another folder", out)
+    refuse_overlap(out, [t.input_dir for t in tasks], working_folder=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

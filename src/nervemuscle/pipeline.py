@@ -22,7 +22,7 @@ import numpy as np
 
 from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.findings import build_findings, validate_findings, write_findings
-from nervemuscle.outputs import atomic_output_dir
+from nervemuscle.outputs import atomic_output_dir, refuse_overlap
 from nervemuscle.protocol import load_protocol
 from nervemuscle.volume import Volume
 
@@ -293,6 +293,9 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
                   on_step: StepCallback | None = None) -> dict[str, Path]:
     """Write findings.json, report.html(+pdf), qc/*.png, series/<role>.nii.gz and labels/*.nii.gz atomically.
 
+    An existing non-empty ``out_dir`` is replaced only when it holds an earlier output (``findings.json`` or a
+    batch ``.done.json``).
+
     Returns the written paths by name (relative to their final place in ``out_dir``).
     """
     from nervemuscle.report.clinical_report import render_html, write_pdf
@@ -305,7 +308,7 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
     fluid = choice.fluid.volume if choice.fluid is not None else None
     written: dict[str, str] = {}
     t = time.perf_counter()
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, replaces=("findings.json", ".done.json")) as tmp:
         write_findings(analysis.findings, tmp / "findings.json")
         written["findings"] = "findings.json"
         _step(on_step, "volumes")
@@ -348,7 +351,14 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
 
 def analyze_exam(exam_dir: str | Path, out_dir: str | Path, *, pdf: bool = True,
                  on_step: StepCallback | None = None, **options: Any) -> ExamAnalysis:
-    """:func:`analyze` then :func:`write_outputs` into ``out_dir``; ``options`` as for :func:`analyze`."""
+    """:func:`analyze` then :func:`write_outputs` into ``out_dir``; ``options`` as for :func:`analyze`.
+
+    An ``out_dir`` that is, contains or lies inside an input (exam folder, protocol, landmarks, labels) is
+    refused before the analysis (OutputError, :func:`nervemuscle.outputs.refuse_overlap`).
+    """
+    refuse_overlap(out_dir, [exam_dir, *(v for k, v in options.items()
+                                         if k in ("protocol", "landmarks", "labels", "label_names")
+                                         and isinstance(v, (str, Path)))])
     analysis = analyze(exam_dir, on_step=on_step, **options)
     write_outputs(analysis, out_dir, pdf=pdf, on_step=on_step)
     return analysis

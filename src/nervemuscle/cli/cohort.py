@@ -18,9 +18,11 @@ def register(app: typer.Typer) -> None:
         pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also print the report to PDF with Chromium."),
     ) -> None:
         """Group proportions with CIs, ALS vs MMN tests, correlations, accuracy, agreement and the paper table."""
+        from nervemuscle.outputs import refuse_overlap
         from nervemuscle.stats.report import (format_paper_comparison, format_reader_agreement, group_table_rows,
                                               run_cohort)
 
+        refuse_overlap(out, [findings_root, clinical, reads])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings are in results["warnings"], printed below
             results = run_cohort(findings_root, clinical, out, reads_csv=reads, pdf=pdf)

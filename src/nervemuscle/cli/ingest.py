@@ -8,6 +8,7 @@ import typer
 
 from nervemuscle.errors import BadInputError
 from nervemuscle.io import ROLES, load_exam, write_ingest
+from nervemuscle.outputs import refuse_overlap
 
 
 def parse_role_overrides(values: list[str]) -> dict[int, str]:
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
                                                  "(repeatable)."),
     ) -> None:
         """Read an exam, classify its series and write NIfTI files plus series.json."""
+        refuse_overlap(out_dir, [exam_dir])
         exam = load_exam(exam_dir, role_overrides=parse_role_overrides(role or []))
         write_ingest(exam, out_dir, deidentify=deidentify)
         for s in exam.series:

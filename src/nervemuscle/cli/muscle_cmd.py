@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from nervemuscle.errors import BadInputError
+from nervemuscle.outputs import refuse_overlap
 
 
 def _read_manifest(path: Path) -> list[dict[str, str]]:
@@ -23,7 +24,8 @@ def _read_manifest(path: Path) -> list[dict[str, str]]:
 
 def export_from_manifest(manifest: Path, out_dir: Path, *, dataset_id: int, name: str,
                          label_names: Path | None, channel_names: list[str] | None) -> Path:
-    """Load the NIfTI files listed in ``manifest`` and export them (paths relative to the manifest)."""
+    """Load the NIfTI files listed in ``manifest`` and export them (paths relative to the manifest); a dataset
+    folder that would replace, contain or lie inside an input is refused first (OutputError)."""
     from nervemuscle.muscle import export_nnunet
     from nervemuscle.muscle.external import relabel
     from nervemuscle.volume import Volume
@@ -35,8 +37,12 @@ def export_from_manifest(manifest: Path, out_dir: Path, *, dataset_id: int, name
         except (OSError, ValueError) as exc:
             raise BadInputError(f"label names must be a JSON object {{code: name}} ({exc})", label_names) from None
     base = manifest.parent
+    rows = _read_manifest(manifest)
+    refuse_overlap(Path(out_dir) / f"Dataset{dataset_id:03d}_{name}",
+                   [manifest, label_names, *(base / v for row in rows for k, v in row.items()
+                                             if v and (k == "labels" or k.startswith("image")))])
     exams = []
-    for row in _read_manifest(manifest):
+    for row in rows:
         image_cols = sorted((k for k in row if k.startswith("image") and row[k]), key=lambda k: int(k[5:]))
         images = []
         for i, col in enumerate(image_cols):

@@ -160,7 +160,9 @@ def series_record(series: Series, file_name: str, deidentify: bool) -> dict:
 def write_ingest(exam: Exam, out_dir, deidentify: bool = False) -> Path:
     """Write one NIfTI per series (``<number>_<description>.nii.gz``) and ``series.json``, atomically.
 
-    Files are written into a temporary folder next to ``out_dir`` which then replaces ``out_dir``.
+    Files are written into a temporary folder next to ``out_dir`` which then replaces ``out_dir``; an output
+    folder that is, contains or lies inside the exam folder is refused, and an existing non-empty one is
+    replaced only when it holds the ``series.json`` of an earlier ingest.
     With ``deidentify`` the patient block is dropped, UIDs are replaced by hashes and the exam path by its name.
 
     Returns
@@ -171,13 +173,13 @@ def write_ingest(exam: Exam, out_dir, deidentify: bool = False) -> Path:
     Raises
     ------
     OutputError
-        ``out_dir`` (or its parent) cannot be written.
+        ``out_dir`` (or its parent) cannot be written, or overlaps the exam folder.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError("output exists and is not a folder", out)
     try:
-        with atomic_output_dir(out, error="cannot write output") as tmp:
+        with atomic_output_dir(out, error="cannot write output", inputs=[exam.path], replaces=("series.json",)) as tmp:
             records, used = [], set()
             for index, series in enumerate(exam.series):
                 number = series.number if series.number is not None else index + 1
