@@ -243,6 +243,12 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
         external: bool = True, jobs: int = 2, keep: Path | None = None) -> dict[str, Any]:
     """Simulate, analyse and score; returns the ``results.json`` entry (see module notes)."""
     families = families or phantom_families()
+    ext_items = []
+    if external:
+        ext_dir = exams_dir or default_exams_dir()
+        ext_items = [(p.parent, "") for p in sorted(ext_dir.glob("*/truth.json"))]
+        if not ext_items:
+            raise FileNotFoundError(f"{ext_dir}: no <exam>/truth.json folders (--exams or --no-external)")
     provenance = shipped_provenance()
     built_on = built_on_families(provenance)
     tmp = Path(tempfile.mkdtemp(prefix="nm-eval-generalization-"))
@@ -284,12 +290,8 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
                     for target in families:
                         if target != source:
                             evaluate(f"{source}->{target}", exams[target], str(path))
-            if external:
-                ext_dir = exams_dir or default_exams_dir()
-                items = [(p.parent, "") for p in sorted(ext_dir.glob("*/truth.json"))]
-                if not items:
-                    raise FileNotFoundError(f"{ext_dir}: no <exam>/truth.json folders (--exams or --no-external)")
-                evaluate("external", items)
+            if ext_items:
+                evaluate("external", ext_items)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"families": families, "exams_per_family": n, "seeds": [seed0, seed0 + n - 1],
