@@ -168,6 +168,36 @@ def _(t):
     return ["export-nnunet", str(t / "m.csv"), str(t / "raw")]
 
 
+# --- 2. entries that are not regular files: skipped with a warning, never opened (a FIFO blocks for ever) ----
+
+@case("ingest: FIFO among the DICOM files", OK, "skipped 1 entries that are not regular files")
+def _(t):
+    os.mkfifo(exam(t) / "IM_fifo")
+    return _ingest(str(t / "exam"), str(t.parent / "out"))
+
+
+@case("ingest: FIFO named like a NIfTI and its sidecar", OK, "skipped 2 entries that are not regular files")
+def _(t):
+    nifti(t / "exam" / "t1.nii.gz")
+    os.mkfifo(t / "exam" / "t2fs.nii.gz")
+    os.mkfifo(t / "exam" / "t1.json")
+    return _ingest(str(t / "exam"), str(t.parent / "out"))
+
+
+@case("analyze: FIFO in the exam folder", OK, "skipped 1 entries that are not regular files")
+def _(t):
+    os.mkfifo(exam(t) / "IM_fifo")
+    return ["analyze", str(t / "exam"), "-o", str(t.parent / "out"), "--no-pdf"]
+
+
+@case("ingest: only a FIFO and a broken link", BAD, "empty folder: no files found (2 entries")
+def _(t):
+    (t / "exam").mkdir()
+    os.mkfifo(t / "exam" / "IM1")
+    (t / "exam" / "IM2").symlink_to(t / "nowhere")
+    return _ingest(str(t / "exam"), str(t.parent / "out"))
+
+
 # -----------------------------------------------------------------------------------------------------------
 
 
@@ -201,6 +231,8 @@ def test_hostile_input(entry: Case, tmp_path, capsys, monkeypatch, alarm):
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     if entry.code != OK:
         assert len(lines) == 1 and entry.message in lines[0], err
+    else:
+        assert any(line.startswith("warning: ") and entry.message in line for line in err.splitlines()), err
     after = snapshot(work)
     assert after == before or entry.code == OK and {k: v for k, v in after.items() if k in before} == before
     assert not [p for p in tmp_path.rglob(".*.tmp-*")], "temporary output left behind"

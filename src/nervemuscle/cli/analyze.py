@@ -58,7 +58,7 @@ class StepReporter:
             self.console.log(f"{step} {detail}".strip())
             self.status.update(f"{step}...")
         elif step == "warning":
-            self.console.print(f"warning: {info.get('message')}", markup=False)
+            self.console.print(f"warning: {info.get('message')}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -91,6 +91,8 @@ def register(app: typer.Typer) -> None:
                     reporter("error", {"error_type": exc.__class__.__name__, "message": str(exc),
                                        "exit_code": exc.exit_code})
                 raise
+            for note in result.exam_info.get("notes", []):  # also in report.html; here for the person at the console
+                reporter("warning", {"message": note})
         reporter("done", {"out": str(out), "abnormal": result.findings["summary"]["abnormal"]})
         if not json_log:
             s = result.findings["summary"]

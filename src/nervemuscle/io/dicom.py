@@ -9,6 +9,7 @@ converted from DICOM LPS to RAS (docs/geometry.md).
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +70,35 @@ class SeriesFrames:
     split_note: str
 
 
-def list_files(root: Path) -> list[Path]:
-    """All regular files below ``root`` (any nesting, any names), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+def scan_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """Regular files below ``root`` (any nesting, any names, symbolic links to files followed), sorted, and the
+    entries that are not regular files (FIFOs, sockets, devices, broken links): these are never opened, as
+    reading a FIFO blocks for ever.
+
+    Raises
+    ------
+    BadInputError
+        A folder below ``root`` cannot be listed (e.g. no read permission): its files would silently be missing.
+    """
+    def unreadable(exc: OSError) -> None:
+        raise BadInputError(f"cannot read the folder ({exc.strerror or exc})", exc.filename)
+
+    files, others = [], []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
-        out.extend(Path(dirpath) / name for name in sorted(filenames))
-    return out
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)
+            except OSError:
+                regular = False
+            (files if regular else others).append(path)
+    return files, others
+
+
+def list_files(root: Path) -> list[Path]:
+    """All regular files below ``root`` (:func:`scan_files`), sorted."""
+    return scan_files(root)[0]
 
 
 def has_dicm_magic(path: Path) -> bool:
@@ -94,17 +117,22 @@ def read_header(path: Path) -> pydicom.Dataset | None:
     Raises
     ------
     BadInputError
-        A file with the DICOM signature whose header cannot be parsed (truncated or corrupt).
+        A file with the DICOM signature whose header cannot be parsed (truncated or corrupt), or a file that
+        cannot be read at all (permissions, I/O error): skipping it would later look like a missing slice.
     """
     try:
         return pydicom.dcmread(path, defer_size=4096)
     except InvalidDicomError:
         return None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise BadInputError(f"cannot read the file ({exc.strerror or exc})", path) from None
+        damaged: Exception = exc
     except Exception as exc:  # pydicom raises many types for damaged files
-        if has_dicm_magic(path):
-            raise BadInputError(f"truncated or corrupt DICOM header ({exc.__class__.__name__}: {exc})",
-                                path) from None
-        return None
+        damaged = exc
+    if has_dicm_magic(path):
+        raise BadInputError(f"truncated or corrupt DICOM header ({damaged.__class__.__name__}: {damaged})", path)
+    return None
 
 
 def _value(ds: pydicom.Dataset, keyword: str):

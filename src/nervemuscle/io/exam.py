@@ -28,7 +28,8 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
         A folder of DICOM files (any nesting and names), or of NIfTI files with optional JSON sidecars.
         When DICOM MR images are present, NIfTI files beside them are skipped (counted and warned), so a
         phantom exam folder with ``labels/`` ingests its DICOM series only; NIfTI files named like label
-        maps (``*_labels``, ``*_seg``, ``*_mask``) are skipped too.
+        maps (``*_labels``, ``*_seg``, ``*_mask``) are skipped too. Entries that are not regular files
+        (FIFOs, sockets, devices, broken links) are skipped with a warning, never opened.
     role_overrides : dict, optional
         ``{series_number: role}`` replacing the automatic classification (all sub-series of a split series).
 
@@ -50,13 +51,18 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
         if role not in ROLES:
             raise BadInputError(f"unknown role {role!r} for series {number} (expected one of {', '.join(ROLES)})",
                                 root)
-    files = dicom.list_files(root)
+    files, specials = dicom.scan_files(root)
     if not files:
-        raise BadInputError("empty folder: no files found", root)
+        raise BadInputError("empty folder: no files found" + (f" ({len(specials)} entries that are not regular "
+                                                             "files skipped)" if specials else ""), root)
     nifti_files = [f for f in files if nifti.is_nifti(f)]
     nifti_stems = {f.with_name(nifti.nifti_stem(f) + ".json") for f in nifti_files}
     other = [f for f in files if not nifti.is_nifti(f) and f not in nifti_stems]
     headers, n_ignored, warnings = dicom.read_dicom_files(other)
+    if specials:  # FIFOs, sockets, devices, broken links: never opened (a FIFO would block for ever)
+        warnings.append(f"skipped {len(specials)} entries that are not regular files (FIFO, socket, device or "
+                        "broken link): " + ", ".join(p.name for p in specials[:5]))
+        n_ignored += len(specials)
     if headers and nifti_files:  # a DICOM exam: NIfTI files beside it (label maps, exports) are not series
         warnings.append(f"DICOM exam: skipped {len(nifti_files)} NIfTI file(s)")
         n_ignored += len(nifti_files) + len([f for f in nifti_stems if f.exists()])

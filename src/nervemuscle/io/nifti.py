@@ -58,7 +58,7 @@ def sidecar_attributes(sidecar: dict) -> dict:
 def read_sidecar(nifti_path: Path) -> dict:
     """The JSON sidecar next to a NIfTI file (``{}`` when absent)."""
     path = nifti_path.with_name(nifti_stem(nifti_path) + ".json")
-    if not path.exists():
+    if not path.is_file():  # absent, or not a regular file (a FIFO would block; load_exam warns about it)
         return {}
     try:
         data = json.loads(path.read_text())
