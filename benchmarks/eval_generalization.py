@@ -217,6 +217,19 @@ def figures(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: Figures kept per exam in the results (the pooled columns keep them all).
+PER_EXAM_KEYS = ("muscles_found", "muscles_not_assessable", "muscle_volume_median_error_pct", "roots_reported",
+                 "roots_detected", "root_label_accuracy", "root_csa_median_error_pct", "root_t2_ratio_median_error_pct")
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """One exam's key figures, its study-level calls ``[found, true]`` and mean Dice."""
+    figs = pool([result["score"]])
+    dice = [d for d in (result["dice"] or {}).values() if d is not None]
+    return {**{k: figs[k] for k in PER_EXAM_KEYS}, "study": result["score"]["study"],
+            "dice_mean": float(np.mean(dice)) if dice else None}
+
+
 def format_table(columns: dict[str, dict]) -> str:
     """Plain-text table, one column per ``{heading: figures}``."""
     rows = [["", *columns]] + [[label, *(_cell(_get(c, key), fmt) for c in columns.values())]
@@ -275,8 +288,7 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
                         FLUID_KIND[k]: pool([r["score"] for r, (_, kk) in zip(results, items) if kk == k])
                         for k in kinds}
                 per_exam[label] = [{"exam": r["exam"], "kind": k, "error": r["error"], "seconds": round(r["seconds"], 1),
-                                    "timings": r["timings"], "dice": r["dice"], "figures": pool([r["score"]])}
-                                   for r, (_, k) in zip(results, items)]
+                                    "timings": r["timings"], **_brief(r)} for r, (_, k) in zip(results, items)]
 
             for family in families:
                 evaluate(f"{family} [{'in' if family in built_on else 'out'}]", exams[family])
