@@ -81,12 +81,17 @@ def _family_arg(family: str) -> dict:
 
 
 def _multiatlas():
-    """``(multiatlas module, phantom atlas builder module)`` when the package has the multi-atlas, else None."""
+    """``(multiatlas module, phantom atlas builder module)`` when the package ships a multi-atlas that this
+    benchmark can rebuild from a chosen family and swap in (``shipped_atlases``, ``ATLAS_FILE``,
+    ``build_atlases``), else None."""
     try:
-        return (importlib.import_module("nervemuscle.muscle.multiatlas"),
-                importlib.import_module("nervemuscle.phantom.muscle_atlases"))
+        multiatlas = importlib.import_module("nervemuscle.muscle.multiatlas")
+        builder = importlib.import_module("nervemuscle.phantom.muscle_atlases")
     except ImportError:
         return None
+    needed = (hasattr(multiatlas, "shipped_atlases") and hasattr(multiatlas, "ATLAS_FILE")
+              and hasattr(builder, "build_atlases"))
+    return (multiatlas, builder) if needed else None
 
 
 def shipped_provenance() -> dict[str, Any]:
@@ -95,24 +100,32 @@ def shipped_provenance() -> dict[str, Any]:
     Returns ``{method: {"families": [...], "detail": str}}``. Hand-tuned constants of the nerve method are
     listed with the family they were tuned on (the only family there was then).
     """
-    from nervemuscle.muscle import atlas
-
-    out: dict[str, Any] = {
-        "muscle canonical atlas (data/muscle_atlas.npz)": {
+    out: dict[str, Any] = {}
+    try:
+        from nervemuscle.muscle import atlas
+    except ImportError:
+        atlas = None
+    if atlas is not None and (Path(atlas.__file__).resolve().parent.parent / "data" / atlas.ATLAS_FILE).is_file():
+        out["muscle canonical atlas (data/muscle_atlas.npz)"] = {
             "families": [DEFAULT_FAMILY],
             "detail": f"majority labels of normal phantom subjects, seeds {list(atlas.ATLAS_SEEDS)}, "
-                      f"fat bank {list(atlas.FAT_BANK_MM)} mm x shoulder-drop bank {list(atlas.DROP_BANK_MM)} mm"},
-        "muscle reference-volume width calibration (muscle_atlas.npz volume_calibration)": {
+                      f"fat bank {list(atlas.FAT_BANK_MM)} mm x shoulder-drop bank {list(atlas.DROP_BANK_MM)} mm"}
+        out["muscle reference-volume width calibration (muscle_atlas.npz volume_calibration)"] = {
             "families": [DEFAULT_FAMILY],
             "detail": f"exp(a + b ln s) per muscle, least squares on normal phantom subjects seeds "
-                      f"{atlas.CALIBRATION_SEEDS[0]}-{atlas.CALIBRATION_SEEDS[-1]}"},
+                      f"{atlas.CALIBRATION_SEEDS[0]}-{atlas.CALIBRATION_SEEDS[-1]}"}
+    out.update({
         "nerve PSF variance divisor (nerve/csa.py PSF_VARIANCE_DIVISOR)": {
             "families": [DEFAULT_FAMILY], "detail": "hand-calibrated on phantom 2D T2 fat-sat CSA bias"},
         "nerve landmark / tracking / quality-gate constants (nerve/*.py)": {
             "families": [DEFAULT_FAMILY], "detail": "hand-tuned on phantom exams (dev seeds, see git log of nerve/)"},
         "grading protocol thresholds (data/protocol_default.yaml)": {
             "families": [], "detail": "clinical reference section 8 defaults, not fitted on any phantom"},
-    }
+    })
+    grading = importlib.import_module("nervemuscle.nerve.grading")
+    if hasattr(grading, "FOCAL_SWELLING_INDEX"):
+        out["nerve focal-swelling index (nerve/grading.py FOCAL_SWELLING_INDEX)"] = {
+            "families": [DEFAULT_FAMILY], "detail": "root CSA profiles of phantom exams seeds 100-117 (docs/methods.md)"}
     ma = _multiatlas()
     if ma is not None:
         path = Path(ma[0].__file__).resolve().parent.parent / "data" / ma[0].ATLAS_FILE
