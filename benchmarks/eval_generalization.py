@@ -61,6 +61,15 @@ EXTRA_ROWS = (("muscle Dice mean (six)", "dice_mean", "f"), ("muscle Dice min (s
 
 # --- what the shipped methods were built from ----------------------------------------------------------
 
+def first_family() -> str:
+    """Name of the phantom's original anatomy (``make_subject``'s default ``anatomy``), the one every shipped
+    method was developed on; :data:`DEFAULT_FAMILY` while the phantom has a single anatomy."""
+    from nervemuscle.phantom import subject
+
+    param = inspect.signature(subject.make_subject).parameters.get("anatomy")
+    return DEFAULT_FAMILY if param is None or not isinstance(param.default, str) else param.default
+
+
 def phantom_families() -> list[str]:
     """Anatomy families the phantom offers (``[DEFAULT_FAMILY]`` while ``make_subject`` has no ``anatomy``)."""
     from nervemuscle.phantom import subject
@@ -77,7 +86,7 @@ def phantom_families() -> list[str]:
 
 def _family_arg(family: str) -> dict:
     """Keyword for ``make_subject`` / ``simulate_exam``: none for the phantom without families."""
-    return {} if family == DEFAULT_FAMILY and phantom_families() == [DEFAULT_FAMILY] else {"anatomy": family}
+    return {} if phantom_families() == [DEFAULT_FAMILY] else {"anatomy": family}
 
 
 def _multiatlas():
@@ -100,6 +109,7 @@ def shipped_provenance() -> dict[str, Any]:
     Returns ``{method: {"families": [...], "detail": str}}``. Hand-tuned constants of the nerve method are
     listed with the family they were tuned on (the only family there was then).
     """
+    family1 = first_family()
     out: dict[str, Any] = {}
     try:
         from nervemuscle.muscle import atlas
@@ -107,25 +117,25 @@ def shipped_provenance() -> dict[str, Any]:
         atlas = None
     if atlas is not None and (Path(atlas.__file__).resolve().parent.parent / "data" / atlas.ATLAS_FILE).is_file():
         out["muscle canonical atlas (data/muscle_atlas.npz)"] = {
-            "families": [DEFAULT_FAMILY],
+            "families": [family1],
             "detail": f"majority labels of normal phantom subjects, seeds {list(atlas.ATLAS_SEEDS)}, "
                       f"fat bank {list(atlas.FAT_BANK_MM)} mm x shoulder-drop bank {list(atlas.DROP_BANK_MM)} mm"}
         out["muscle reference-volume width calibration (muscle_atlas.npz volume_calibration)"] = {
-            "families": [DEFAULT_FAMILY],
+            "families": [family1],
             "detail": f"exp(a + b ln s) per muscle, least squares on normal phantom subjects seeds "
                       f"{atlas.CALIBRATION_SEEDS[0]}-{atlas.CALIBRATION_SEEDS[-1]}"}
     out.update({
         "nerve PSF variance divisor (nerve/csa.py PSF_VARIANCE_DIVISOR)": {
-            "families": [DEFAULT_FAMILY], "detail": "hand-calibrated on phantom 2D T2 fat-sat CSA bias"},
+            "families": [family1], "detail": "hand-calibrated on phantom 2D T2 fat-sat CSA bias"},
         "nerve landmark / tracking / quality-gate constants (nerve/*.py)": {
-            "families": [DEFAULT_FAMILY], "detail": "hand-tuned on phantom exams (dev seeds, see git log of nerve/)"},
+            "families": [family1], "detail": "hand-tuned on phantom exams (dev seeds, see git log of nerve/)"},
         "grading protocol thresholds (data/protocol_default.yaml)": {
             "families": [], "detail": "clinical reference section 8 defaults, not fitted on any phantom"},
     })
     grading = importlib.import_module("nervemuscle.nerve.grading")
     if hasattr(grading, "FOCAL_SWELLING_INDEX"):
         out["nerve focal-swelling index (nerve/grading.py FOCAL_SWELLING_INDEX)"] = {
-            "families": [DEFAULT_FAMILY], "detail": "root CSA profiles of phantom exams seeds 100-117 (docs/methods.md)"}
+            "families": [family1], "detail": "root CSA profiles of phantom exams seeds 100-117 (docs/methods.md)"}
     ma = _multiatlas()
     if ma is not None:
         path = Path(ma[0].__file__).resolve().parent.parent / "data" / ma[0].ATLAS_FILE
@@ -137,8 +147,8 @@ def shipped_provenance() -> dict[str, Any]:
 
 
 def built_on_families(provenance: dict[str, Any]) -> set[str]:
-    """Families any shipped atlas or calibration was built or tuned on."""
-    return {f for p in provenance.values() for f in p["families"]}
+    """Families any shipped atlas or calibration was built or tuned on (``default`` read as :func:`first_family`)."""
+    return {first_family() if f == DEFAULT_FAMILY else f for p in provenance.values() for f in p["families"]}
 
 
 # --- one exam --------------------------------------------------------------------------------------------
@@ -310,7 +320,7 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
                 for source in families:
                     path = tmp / f"atlases-{source}.npz"
                     _progress(f"building multi-atlas from {source} ...")
-                    atlases = ma[1].build_atlases((None if _family_arg(source) == {} else source,))
+                    atlases = ma[1].build_atlases((_family_arg(source).get("anatomy"),))
                     ma[0].save_atlases(atlases, path, {"families": [source], "purpose": "leave-family-out"})
                     for target in families:
                         if target != source:
