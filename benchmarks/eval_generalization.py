@@ -271,6 +271,12 @@ def code_version() -> dict[str, Any]:
 
 # --- the whole evaluation --------------------------------------------------------------------------------
 
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: BLAS / OpenMP / ITK (ANTs) threads per worker, so workers do not oversubscribe."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[var] = str(threads)
+
+
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -291,7 +297,8 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
     columns: dict[str, dict] = {}
     per_exam: dict[str, list] = {}
     try:
-        with ProcessPoolExecutor(max_workers=jobs) as workers:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_limit_threads, initargs=(threads,)) as workers:
             exams: dict[str, list[tuple[Path, str]]] = {}
             for family in families:
                 cases = [(CASES[i % len(CASES)], seed0 + i) for i in range(n)]
