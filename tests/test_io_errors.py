@@ -11,7 +11,7 @@ import pydicom.data
 import pytest
 
 from nervemuscle.cli import main
-from nervemuscle.errors import EXIT_BAD_INPUT, EXIT_OUTPUT
+from nervemuscle.errors import EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE
 from io_fixtures import slice_positions, write_series
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
@@ -125,5 +125,5 @@ def test_unwritable_output(capsys, tmp_path):
 def test_bad_role_override(capsys, tmp_path):
     write_series(tmp_path / "exam")
     code, err = run_ingest(capsys, tmp_path / "exam", tmp_path / "out", "--role", "1=flair")
-    assert code == EXIT_BAD_INPUT and "--role '1=flair'" in err and "\n" not in err.strip()
+    assert code == EXIT_USAGE and "--role '1=flair'" in err and "\n" not in err.strip()  # a bad argument: README
     assert not (tmp_path / "out").exists()

@@ -25,6 +25,12 @@ class NerveMuscleError(Exception):
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
 
+class UsageError(NerveMuscleError):
+    """A command-line argument is malformed or names something the input does not have."""
+
+    exit_code = EXIT_USAGE
+
+
 class BadInputError(NerveMuscleError):
     """The input files are missing, unreadable or inconsistent."""
 

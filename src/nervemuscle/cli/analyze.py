@@ -11,22 +11,7 @@ import typer
 from rich.console import Console
 
 from nervemuscle.errors import EXIT_BATCH_FAILURES, BadInputError, NerveMuscleError
-
-ROLES = ("t1", "t2fs", "stir", "dixon_water", "dixon_fat", "dixon_in", "dixon_opp", "dwi", "localizer", "other")
-
-
-def parse_roles(values: list[str] | None) -> dict[int, str] | None:
-    """``["5=stir", "7=t1"]`` -> ``{5: "stir", 7: "t1"}``; bad items raise BadInputError."""
-    if not values:
-        return None
-    out: dict[int, str] = {}
-    for item in values:
-        number, _, role = item.partition("=")
-        if not number.strip().isdigit() or role not in ROLES:
-            raise BadInputError(f"--role expects SERIES_NUMBER=ROLE with ROLE one of {', '.join(ROLES)}", item)
-        out[int(number)] = role
-    return out
-
+from nervemuscle.io.series import parse_role_overrides
 
 class StepReporter:
     """Progress of the pipeline steps: a rich status line on a terminal, JSON lines with ``--json-log``."""
@@ -70,7 +55,8 @@ def register(app: typer.Typer) -> None:
         landmarks: Optional[Path] = typer.Option(None, "--landmarks", help="Root landmarks file."),
         labels: Optional[Path] = typer.Option(None, "--labels", help="External muscle label map (NIfTI)."),
         label_names: Optional[Path] = typer.Option(None, "--label-names", help="JSON {code: name} of --labels."),
-        role: Optional[list[str]] = typer.Option(None, "--role", help="Force a series role: N=ROLE (repeatable)."),
+        role: Optional[list[str]] = typer.Option(None, "--role", help="Force a series role: SERIES=ROLE, SERIES a "
+                                            "series number or NIfTI file stem (repeatable)."),
         no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip printing report.pdf."),
         json_log: bool = typer.Option(False, "--json-log", help="One JSON object per step on stderr."),
     ) -> None:
@@ -84,7 +70,8 @@ def register(app: typer.Typer) -> None:
         with reporter:
             try:
                 result = analyze_exam(exam_dir, out, protocol=protocol, landmarks=landmarks, labels=labels,
-                                      label_names=label_names, role_overrides=parse_roles(role), pdf=not no_pdf,
+                                      label_names=label_names, role_overrides=parse_role_overrides(role) or None,
+                                      pdf=not no_pdf,
                                       on_step=reporter)
             except NerveMuscleError as exc:
                 if json_log:

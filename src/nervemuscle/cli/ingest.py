@@ -6,20 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from nervemuscle.errors import BadInputError
-from nervemuscle.io import ROLES, load_exam, write_ingest
+from nervemuscle.io import load_exam, write_ingest
+from nervemuscle.io.series import parse_role_overrides
 from nervemuscle.outputs import refuse_overlap
-
-
-def parse_role_overrides(values: list[str]) -> dict[int, str]:
-    """``["5=t2fs", "7=stir"]`` -> ``{5: "t2fs", 7: "stir"}``; BadInputError on malformed entries."""
-    out: dict[int, str] = {}
-    for value in values:
-        number, sep, role = value.partition("=")
-        if not sep or not number.strip().isdigit() or role.strip() not in ROLES:
-            raise BadInputError(f"--role {value!r}: expected SERIES_NUMBER=ROLE with ROLE one of {', '.join(ROLES)}")
-        out[int(number)] = role.strip()
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +17,12 @@ def register(app: typer.Typer) -> None:
         exam_dir: Path = typer.Argument(..., help="Folder of DICOM files (any nesting) or NIfTI files (+ JSON)."),
         out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
         deidentify: bool = typer.Option(False, "--deidentify", help="Drop patient identifiers from the outputs."),
-        role: Optional[List[str]] = typer.Option(None, "--role", help="Override a role: SERIES_NUMBER=ROLE "
-                                                 "(repeatable)."),
+        role: Optional[List[str]] = typer.Option(None, "--role", help="Override a role: SERIES=ROLE, SERIES a "
+                                                 "series number or NIfTI file stem (repeatable)."),
     ) -> None:
         """Read an exam, classify its series and write NIfTI files plus series.json."""
         refuse_overlap(out_dir, [exam_dir])
-        exam = load_exam(exam_dir, role_overrides=parse_role_overrides(role or []))
+        exam = load_exam(exam_dir, role_overrides=parse_role_overrides(role))
         write_ingest(exam, out_dir, deidentify=deidentify)
         for s in exam.series:
             shape = "x".join(str(n) for n in s.volume.shape)

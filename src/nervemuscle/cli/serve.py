@@ -9,13 +9,67 @@ from pathlib import Path
 
 import typer
 
-from nervemuscle.errors import BadInputError
+from nervemuscle.errors import BadInputError, OutputError
 
 
 def _db_url(db: str | None) -> str:
+    """The database URL in force, checked before anything connects (:func:`check_db_url`)."""
     from nervemuscle.reader.db import default_url
 
-    return db or default_url()
+    return check_db_url(db or default_url())
+
+
+def check_db_url(url: str) -> str:
+    """Refuse a database URL that cannot work; create a missing SQLite file readable by its owner only.
+
+    The reader database holds password hashes and clinical reads, so a new SQLite file (and with it SQLite's
+    ``-wal``/``-shm`` files, which copy its permissions) is created with mode 0600.
+
+    Raises
+    ------
+    BadInputError
+        The URL cannot be parsed or names a backend other than SQLite or PostgreSQL (exit code 2).
+    OutputError
+        The folder of a SQLite file does not exist or the file cannot be created (exit code 4).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from nervemuscle.reader.db import in_memory_sqlite
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise BadInputError(f"--db {url!r} is not a database URL ({exc})") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BadInputError(f"--db {url!r}: unsupported database {parsed.get_backend_name()!r} (sqlite or "
+                            "postgresql)")
+    if parsed.get_backend_name() == "sqlite" and not in_memory_sqlite(url):
+        path = Path(parsed.database)
+        if not path.parent.is_dir():
+            raise OutputError("the folder of the database file does not exist", path)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise OutputError(f"cannot create the database file ({exc.strerror})", path) from None
+    return url
+
+
+def _connect_errors(url: str):
+    """Turn a failure to open or migrate the database into a one-line BadInputError (exit code 2)."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import DBAPIError
+
+    @contextmanager
+    def scope():
+        try:
+            yield
+        except DBAPIError as exc:
+            reason = str(exc.orig or exc).splitlines()[0]
+            raise BadInputError(f"cannot open the database {url} ({reason})") from None
+
+    return scope()
 
 
 def add_user(db_url: str, name: str, role: str, password: str) -> None:
@@ -24,12 +78,13 @@ def add_user(db_url: str, name: str, role: str, password: str) -> None:
     from nervemuscle.reader.db import make_engine, migrate, session_factory
 
     engine = make_engine(db_url)
-    migrate(engine)
-    with session_factory(engine).begin() as db:
-        try:
-            _add(db, name, role, password)
-        except ValueError as exc:
-            raise BadInputError(str(exc)) from None
+    with _connect_errors(db_url):
+        migrate(engine)
+        with session_factory(engine).begin() as db:
+            try:
+                _add(db, name, role, password)
+            except ValueError as exc:
+                raise BadInputError(str(exc)) from None
     engine.dispose()
 
 
@@ -89,7 +144,8 @@ def register(app: typer.Typer) -> None:
             uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning")).run(sockets=[sock])
             return
         engine = make_engine(settings.db_url)
-        migrate(engine)  # once, before the workers start (each then finds the schema current)
+        with _connect_errors(settings.db_url):
+            migrate(engine)  # once, before the workers start (each then finds the schema current)
         engine.dispose()
         os.environ[SETTINGS_ENV] = settings.to_json()
         config = uvicorn.Config("nervemuscle.reader.app:create_app_from_env", factory=True, workers=workers,
@@ -107,11 +163,12 @@ def register(app: typer.Typer) -> None:
         db: str = typer.Option(None, "--db", help="Database URL (default sqlite ./nervemuscle-reader.db)."),
     ) -> None:
         """Add an account (password asked twice, or read from stdin with --password-stdin)."""
+        db_url = _db_url(db)  # checked before the password is asked for
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
             password = getpass.getpass("Password: ")
             if getpass.getpass("Repeat: ") != password:
                 raise BadInputError("passwords differ")
-        add_user(_db_url(db), name, role, password)
+        add_user(db_url, name, role, password)
         typer.echo(f"added {role} {name}")

@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from nervemuscle.errors import BadInputError
+from nervemuscle.io.limits import check_voxels
 from nervemuscle.volume import Volume
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -188,12 +189,56 @@ def _require(value, name: str, path: Path):
     return value
 
 
+#: Largest allowed deviation of an ImageOrientationPatient direction cosine from unit length, and of the two
+#: cosines' dot product from 0 (the stored values carry about 6 decimals).
+ORIENTATION_TOLERANCE = 1e-3
+
+
+def check_frame(frame: Frame) -> Frame:
+    """Refuse a frame whose geometry or scaling would silently give wrong sizes or values.
+
+    Raises
+    ------
+    BadInputError
+        ImageOrientationPatient not two orthogonal unit vectors (within :data:`ORIENTATION_TOLERANCE`),
+        PixelSpacing not positive, or a non-finite position, orientation, spacing, slice thickness or
+        rescale slope/intercept.
+    """
+    where = f" of frame {frame.index + 1}" if frame.index is not None else ""
+    row, col = frame.orientation[:3], frame.orientation[3:]
+    values = [*frame.position, *frame.orientation, *frame.pixel_spacing, frame.slope, frame.intercept]
+    if not np.all(np.isfinite(values)):
+        raise BadInputError(f"ImagePositionPatient, ImageOrientationPatient, PixelSpacing or Rescale values{where} "
+                            "are not finite numbers", frame.path)
+    tol = ORIENTATION_TOLERANCE
+    if abs(np.linalg.norm(row) - 1) > tol or abs(np.linalg.norm(col) - 1) > tol or abs(float(row @ col)) > tol:
+        raise BadInputError(f"ImageOrientationPatient{where} {np.round(frame.orientation, 6).tolist()} is not two "
+                            "orthogonal unit vectors: the image cannot be placed in space", frame.path)
+    if min(frame.pixel_spacing) <= 0:
+        raise BadInputError(f"PixelSpacing{where} {list(frame.pixel_spacing)} is not positive", frame.path)
+    if frame.slope == 0:
+        raise BadInputError(f"RescaleSlope{where} is 0 (every value would be the intercept)", frame.path)
+    return frame
+
+
 def frames_of(path: Path, ds: pydicom.Dataset) -> list[Frame]:
-    """The image frames of one MR file (classic or enhanced multi-frame)."""
+    """The image frames of one MR file (classic or enhanced multi-frame), each checked (:func:`check_frame`).
+
+    Raises
+    ------
+    BadInputError
+        No pixel data, missing or invalid geometry (Rows/Columns below 1, see :func:`check_frame`), or more
+        voxels than :func:`nervemuscle.io.limits.max_voxels` in the file.
+    """
+    return [check_frame(f) for f in _frames_of(path, ds)]
+
+
+def _frames_of(path: Path, ds: pydicom.Dataset) -> list[Frame]:
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise BadInputError("no pixel data (the file is truncated or has no PixelData element)", path)
     rows = int(_require(_value(ds, "Rows"), "Rows", path))
     columns = int(_require(_value(ds, "Columns"), "Columns", path))
+    check_voxels((int(ds.get("NumberOfFrames", 1) or 1), rows, columns), path, "NumberOfFrames x Rows x Columns is")
     if "PerFrameFunctionalGroupsSequence" not in ds:
         bvalue = _float(_value(ds, "DiffusionBValue"))
         direction = tuple(np.round(_float_list(_value(ds, "DiffusionGradientOrientation"), 3), 3)) or None
@@ -365,7 +410,8 @@ def _native_layout(ds: pydicom.Dataset, path: Path, n_frames: int) -> tuple[np.d
     Raises
     ------
     BadInputError
-        The pixel data is shorter than Rows x Columns x frames.
+        The pixel data is shorter than Rows x Columns x frames, or longer (more than one pad byte): the header
+        does not describe the data (e.g. BitsAllocated 8 on 16-bit data).
     """
     endian = _NATIVE_SYNTAXES.get(ds.file_meta.get("TransferSyntaxUID"))
     bits, stored = int(_value(ds, "BitsAllocated") or 0), int(_value(ds, "BitsStored") or 0)
@@ -381,6 +427,11 @@ def _native_layout(ds: pydicom.Dataset, path: Path, n_frames: int) -> tuple[np.d
     have = len(raw.value) if raw.value is not None else min(raw.length, os.path.getsize(path) - raw.value_tell)
     if have < need:
         raise BadInputError(f"truncated pixel data ({max(have, 0)} of {need} bytes)", path)
+    declared = len(raw.value) if raw.value is not None else raw.length
+    if declared > need + 1:  # one pad byte makes an odd length even
+        raise BadInputError(f"pixel data holds {declared} bytes, but {n_frames} frame(s) of Rows x Columns at "
+                            f"BitsAllocated {bits} need {need}: BitsAllocated, Rows, Columns or NumberOfFrames "
+                            "is wrong", path)
     return dtype, raw.value if raw.value is not None else raw.value_tell
 
 
@@ -435,6 +486,8 @@ def stack_pixels(frames: list[Frame], workers: int = 4) -> np.ndarray:
 
 def build_volume(frames: list[Frame], step: np.ndarray) -> Volume:
     """Stack sorted frames into a RAS+ :class:`Volume` (i=column, j=row, k=slice), rescaled."""
+    check_voxels((len(frames), frames[0].rows, frames[0].columns), frames[0].path, "the series' slices x Rows x "
+                 "Columns are")
     stack = stack_pixels(frames)  # (k, rows, columns)
     slopes = np.array([f.slope for f in frames])
     intercepts = np.array([f.intercept for f in frames])

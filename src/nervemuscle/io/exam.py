@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
-from nervemuscle.errors import BadInputError, OutputError
+from nervemuscle.errors import BadInputError, OutputError, UsageError
 from nervemuscle.io import dicom, nifti
 from nervemuscle.io.classify import classify_series
 from nervemuscle.io.series import ROLES, Exam, Series
@@ -31,7 +32,8 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
         maps (``*_labels``, ``*_seg``, ``*_mask``) are skipped too. Entries that are not regular files
         (FIFOs, sockets, devices, broken links) are skipped with a warning, never opened.
     role_overrides : dict, optional
-        ``{series_number: role}`` replacing the automatic classification (all sub-series of a split series).
+        ``{series_number or NIfTI file stem: role}`` replacing the automatic classification (all sub-series of a
+        split series).
 
     Returns
     -------
@@ -42,15 +44,16 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
     ------
     BadInputError
         Missing/empty folder, no images, or an inconsistent series (names the file).
+    UsageError
+        A role override with an unknown role or naming no series of the exam.
     """
     root = Path(path)
     if not root.is_dir():
         raise BadInputError("exam folder not found", root)
-    overrides = dict(role_overrides or {})
-    for number, role in overrides.items():
+    overrides = {str(k): v for k, v in (role_overrides or {}).items()}
+    for key, role in overrides.items():
         if role not in ROLES:
-            raise BadInputError(f"unknown role {role!r} for series {number} (expected one of {', '.join(ROLES)})",
-                                root)
+            raise UsageError(f"--role {key}={role}: unknown role (expected one of {', '.join(ROLES)})")
     files, specials = dicom.scan_files(root)
     if not files:
         raise BadInputError("empty folder: no files found" + (f" ({len(specials)} entries that are not regular "
@@ -75,15 +78,28 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
     series = [*_dicom_series(headers), *(_nifti_series(f) for f in nifti_files if f not in label_maps)]
     if not series:
         raise BadInputError(f"no DICOM MR images or NIfTI files found ({n_ignored} file(s) ignored)", root)
+    keys = {s.uid: _override_keys(s) for s in series}
+    unknown = set(overrides) - set().union(*keys.values())
+    if unknown:
+        names = sorted(set().union(*keys.values()), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        raise UsageError(f"--role {', '.join(sorted(unknown))}: no such series in {root} (series: "
+                         f"{', '.join(names) or 'none'})")
     for s in series:
-        if s.number is not None and s.number in overrides:
-            s.role, s.role_reason = overrides[s.number], f"set by the user (automatic: {s.role}: {s.role_reason})"
+        key = next((k for k in sorted(keys[s.uid]) if k in overrides), None)
+        if key is not None:
+            s.role, s.role_reason = overrides[key], f"set by the user (automatic: {s.role}: {s.role_reason})"
     series.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
     patient = dicom.patient_of(headers[0][1]) if headers else {}
     patient_ids = {str(ds.get("PatientID", "")) for _, ds in headers}
     if len(patient_ids) > 1:
         warnings.append(f"files of {len(patient_ids)} different PatientIDs; the patient block shows the first")
     return Exam(path=root, series=series, n_ignored_files=n_ignored, warnings=warnings, patient=patient)
+
+
+def _override_keys(series: Series) -> set[str]:
+    """What ``--role`` may name a series by: its number, and for a NIfTI series also its file stem."""
+    keys = {str(series.number)} if series.number is not None else set()
+    return keys | ({series.uid} if series.volume.metadata.get("source") != "dicom" else set())
 
 
 def _dicom_series(headers) -> list[Series]:
@@ -117,8 +133,12 @@ def _nifti_series(path: Path) -> Series:
         if stem_role != "other":
             role, reason = stem_role, f"file name: {stem_reason}"
     number = sidecar.get("SeriesNumber")
+    if number is not None and not (isinstance(number, (int, float)) and not isinstance(number, bool)
+                                   and math.isfinite(number) and number == int(number) and 0 <= number < 2**31):
+        raise BadInputError(f"SeriesNumber {number!r} in the JSON sidecar is not a whole number",
+                            path.with_name(nifti.nifti_stem(path) + ".json"))
     volume.metadata.update(attributes=attributes)
-    return Series(uid=nifti.nifti_stem(path), number=int(number) if isinstance(number, (int, float)) else None,
+    return Series(uid=nifti.nifti_stem(path), number=None if number is None else int(number),
                   description=description, volume=volume, role=role, role_reason=reason, n_files=1,
                   attributes=attributes, warnings=warnings)
 

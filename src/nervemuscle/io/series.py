@@ -4,10 +4,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nervemuscle.errors import UsageError
 from nervemuscle.volume import Volume
 
 #: Roles a series can be classified as (see :func:`nervemuscle.io.classify_series`).
 ROLES = ("t1", "t2fs", "stir", "dixon_water", "dixon_fat", "dixon_in", "dixon_opp", "dwi", "localizer", "other")
+
+
+def parse_role_overrides(values: list[str] | None) -> dict[str, str]:
+    """``["5=t2fs", "t1_cor=t1"]`` -> ``{"5": "t2fs", "t1_cor": "t1"}``: a DICOM series number or a NIfTI file
+    stem, then a role of :data:`ROLES`.
+
+    Raises
+    ------
+    UsageError
+        An entry without ``=``, an empty key or an unknown role (exit code 1).
+    """
+    out: dict[str, str] = {}
+    for value in values or []:
+        key, sep, role = value.partition("=")
+        if not sep or not key.strip() or role.strip() not in ROLES:
+            raise UsageError(f"--role {value!r}: expected SERIES=ROLE (SERIES a series number or a NIfTI file "
+                             f"stem) with ROLE one of {', '.join(ROLES)}")
+        out[key.strip()] = role.strip()
+    return out
 
 
 @dataclass
