@@ -40,9 +40,7 @@ def run(exams_dir: Path, out: Path | None = None) -> dict:
         result[e["exam"]] = {**cohort_metrics([e]), "nerve_seconds": e["nerve_seconds"],
                              "nerve_abnormal_found": e["nerve_abnormal_found"],
                              "nerve_abnormal_true": e["nerve_abnormal_true"],
-                             "roots": [{k: r[k] for k in ("segment", "side", "detected", "label_correct",
-                                                          "csa_rel_error", "t2_rel_error", "grade_true",
-                                                          "grade_found")} for r in e["records"]]}
+                             "roots": e["records"]}
     result["pooled"] = cohort_metrics(exams)
     return result
 

@@ -19,13 +19,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from nervemuscle.anatomy import ROOTS, SIDES, root_label
+from nervemuscle.errors import NotAssessableError
 from nervemuscle.nerve.csa import centerline_tangents, cross_sections, psf_covariance
 from nervemuscle.nerve.grading import asymmetry, grade_root, normal_nerve_ratio, root_pattern
 from nervemuscle.nerve.hessian import tubularity
 from nervemuscle.nerve.landmarks import (align_exit_depths, canal_centre, detect_canal, find_exit_near,
-                                         find_exit_peaks, level_heights, load_landmarks, name_levels,
-                                         side_sign, validate_landmarks)
-from nervemuscle.errors import NotAssessableError
+                                         find_exit_peaks, level_heights, levels_beyond, load_landmarks,
+                                         name_levels, side_sign, validate_landmarks)
 from nervemuscle.nerve.reference import choose_reference, reference_candidates
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
@@ -267,6 +267,10 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                 if near is not None:
                     named[f"{segment}_{side}"] = {**near, "predicted": True}
     named = align_exit_depths(named, response, work, canal, min_signal=local_muscle)
+    beyond = levels_beyond(exits, heights)
+    unnamed = None if not beyond else (
+        "root levels cannot be named: root exits at more than five consecutive levels (another at z = "
+        + ", ".join(f"{z:.0f}" for z in beyond) + " mm) and no vertebra counted; a landmarks file names them")
     positive = response.data[response.data > 0]
     floor = 0.05 * float(np.percentile(positive, 99.5)) if positive.size else 0.0
 
@@ -280,9 +284,11 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
             if len(points) >= 2:
                 traced[(segment, side)] = resample_polyline(points, PROFILE_STEP_MM), source
                 continue
-            seed = points[0] if len(points) == 1 else (np.asarray(named[key]["point_mm"]) if key in named else None)
+            seed = points[0] if len(points) == 1 else (
+                np.asarray(named[key]["point_mm"]) if key in named and unnamed is None else None)
             if seed is None:
-                not_assessable.append({"item": f"{segment} {side}", "reason": "root exit not found in the field of view"})
+                not_assessable.append({"item": f"{segment} {side}",
+                                       "reason": unnamed or "root exit not found in the field of view"})
                 continue
             seed_response = float(named[key]["response"]) if key in named else floor * 3
             line = _trace_root(response, canal, seed, side, max(0.1 * seed_response, floor))
@@ -344,6 +350,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
         "foramina": {key: [round(v, 2) for v in c["point_mm"]] for key, c in named.items()},
         "foramina_predicted": sorted(key for key, c in named.items() if c.get("predicted")),
         "level_heights_mm": [round(float(z), 2) for z in heights],
+        "levels_beyond_mm": [round(z, 2) for z in beyond],
         "foramen_lateral_mm": FORAMEN_LATERAL_MM,
     }
     reference = {"muscle_reference": round(float(local_muscle), 4), "muscle_reference_used": reference_choice["used"],

@@ -246,6 +246,39 @@ def level_heights(exits: dict[str, list[dict]], *, match_mm: float = 7.0, min_st
     return z_a - (top + np.arange(len(ROOTS))) * d
 
 
+#: A candidate level on the ladder's extension (one rung above C5 or below T1) makes the names ambiguous when
+#: its strength is at least this fraction of the median strength of the named levels.
+EXTRA_LEVEL_STRENGTH = 0.5
+
+
+def levels_beyond(exits: dict[str, list[dict]], heights: np.ndarray, *, match_mm: float = 7.0,
+                  tolerance_mm: float = LEVEL_TOLERANCE_MM,
+                  min_fraction: float = EXTRA_LEVEL_STRENGTH) -> list[float]:
+    """Heights (mm) of candidate levels lying one rung above the first or below the last of ``heights``.
+
+    Without a vertebra counted, five root levels are named C5..T1 only because they are the five found;
+    a sixth level of comparable strength on the same ladder (a C4 or T2 root, both present in real anatomy)
+    means the field of view holds more than five root levels and the names cannot be told from the roots
+    alone. Returns the heights of such levels (strength: summed tubularity of both sides, at least
+    ``min_fraction`` of the median of the named levels).
+    """
+    if len(heights) < len(ROOTS):
+        return []
+    levels = _levels(exits, match_mm)
+    z = np.array([np.mean([c["point_mm"][2] for _, c in lv]) for lv in levels])
+    weight = np.array([sum(c["response"] for _, c in lv) for lv in levels])
+    named = [weight[np.abs(z - h) <= tolerance_mm].max() for h in heights if (np.abs(z - h) <= tolerance_mm).any()]
+    if not named:
+        return []
+    d = (heights[0] - heights[-1]) / (len(heights) - 1)
+    beyond = []
+    for h in (heights[0] + d, heights[-1] - d):
+        near = np.abs(z - h) <= tolerance_mm
+        if near.any() and weight[near].max() >= min_fraction * float(np.median(named)):
+            beyond.append(float(z[near][np.argmax(weight[near])]))
+    return beyond
+
+
 def name_levels(exits: dict[str, list[dict]], heights: np.ndarray, *,
                 tolerance_mm: float = LEVEL_TOLERANCE_MM) -> dict[str, dict]:
     """Name exit candidates C5..T1: at each level height (from :func:`level_heights`) the strongest
