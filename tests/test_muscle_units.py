@@ -10,7 +10,7 @@ from nervemuscle.errors import BadInputError
 from nervemuscle.muscle import atlas as atlas_mod
 from nervemuscle.muscle.external import canonical_muscle, onnx_labels, relabel
 from nervemuscle.muscle.fat import ADIPOSE_FAT_FRACTION, dixon_fat_fraction, t1_fat_fraction
-from nervemuscle.muscle.grading import goutallier, grade_muscle, mercuri, volume_losses
+from nervemuscle.muscle.grading import assess_atrophy, fat_grade, goutallier, grade_muscle, mercuri
 from nervemuscle.muscle.grid import resample_to
 from nervemuscle.muscle.measure import axial_csa_mm2, label_means, label_volumes_ml
 from nervemuscle.muscle.nnunet import export_nnunet, nnunet_classes
@@ -93,21 +93,49 @@ def test_mercuri_and_goutallier_follow_the_fat_grade():
     assert goutallier("deltoid", 0.6, thr) is None
 
 
-def test_volume_loss_combines_atlas_and_contralateral_unless_it_is_atrophic():
+def test_atrophy_is_graded_against_the_contralateral_muscle_within_its_uncertainty():
+    thr = default_protocol()["muscle"]["atrophy_thresholds"]   # 0.2, 0.35, 0.5
+    vols = {("deltoid", "left"): 120.0, ("deltoid", "right"): 200.0,      # AI 0.40
+            ("trapezius", "left"): 100.0, ("trapezius", "right"): 77.0,   # AI 0.23, uncertain
+            ("pectoralis_major", "left"): 100.0, ("pectoralis_major", "right"): 57.0,  # AI 0.43, +-0.1
+            ("supraspinatus", "left"): 30.0, ("supraspinatus", "right"): None}
+    cv = {("trapezius", "left"): 0.05, ("trapezius", "right"): 0.05,
+          ("pectoralis_major", "left"): 0.06, ("pectoralis_major", "right"): 0.08}
+    result = assess_atrophy(vols, cv, thr)
+    left, right = result[("deltoid", "left")], result[("deltoid", "right")]
+    assert left.loss == pytest.approx(0.4) and left.grade == 2 and left.reference == "contralateral muscle"
+    assert right.loss == 0.0 and right.grade == 0 and right.asymmetry_index == pytest.approx(0.4)
+    # 0.23 - hypot(0.05, 0.05) < 0.2: atrophy itself uncertain -> not graded, with a reason
+    trap = result[("trapezius", "right")]
+    assert trap.grade is None and "straddles" in trap.reason
+    # 0.43 - 0.1 = 0.33 is still atrophic but below the grade-2 threshold: the lower grade
+    assert result[("pectoralis_major", "right")].grade == 1
+    assert result[("supraspinatus", "left")].grade is None
+    assert "contralateral" in result[("supraspinatus", "left")].reason
+    assert result[("supraspinatus", "right")].loss is None
+
+
+def test_atrophy_with_trusted_expected_volumes_combines_them_with_the_contralateral_muscle():
     thr = default_protocol()["muscle"]["atrophy_thresholds"]
-    ref = {("deltoid", "left"): 200.0, ("deltoid", "right"): 200.0, ("trapezius", "left"): 100.0,
-           ("trapezius", "right"): 100.0, ("supraspinatus", "left"): 50.0, ("pectoralis_major", "left"): 100.0,
-           ("pectoralis_major", "right"): 80.0}
+    expected = {("deltoid", "left"): 200.0, ("deltoid", "right"): 200.0, ("trapezius", "left"): 100.0,
+                ("trapezius", "right"): 100.0}
     vols = {("deltoid", "left"): 120.0, ("deltoid", "right"): 190.0,   # left atrophic, right normal
             ("trapezius", "left"): 50.0, ("trapezius", "right"): 60.0}  # both atrophic
-    vols.update({("pectoralis_major", "left"): 70.0, ("pectoralis_major", "right"): 80.0})
-    loss = volume_losses({**vols, ("supraspinatus", "left"): None}, ref, thr)
-    # normal volume = geometric mean of the atlas (100) and contralateral (80 * 100 / 80) estimates
-    assert loss[("pectoralis_major", "left")] == pytest.approx(1 - 70 / np.sqrt(100 * 80 * 100 / 80))
-    assert loss[("deltoid", "left")] == pytest.approx(1 - 120 / np.sqrt(200 * 190))
-    assert loss[("deltoid", "right")] == pytest.approx(1 - 190 / 200)
-    assert loss[("trapezius", "left")] == pytest.approx(0.5)
-    assert loss[("supraspinatus", "left")] is None
+    result = assess_atrophy(vols, {}, thr, expected_ml=expected)
+    # normal volume = geometric mean of the expected (200) and contralateral (190) estimates
+    assert result[("deltoid", "left")].loss == pytest.approx(1 - 120 / np.sqrt(200 * 190))
+    assert result[("deltoid", "right")].loss == pytest.approx(1 - 190 / 200)
+    # bilateral atrophy is seen against the expected volume
+    assert result[("trapezius", "left")].loss == pytest.approx(0.5) and result[("trapezius", "left")].grade == 3
+    assert result[("trapezius", "right")].grade == 2
+
+
+def test_fat_grade_only_when_the_uncertainty_stays_in_one_band():
+    thr = default_protocol()["muscle"]["fat_thresholds"]     # 0.1, 0.25, 0.45
+    assert fat_grade(0.04, 0.02, thr) == 0
+    assert fat_grade(0.09, 0.02, thr) is None
+    assert fat_grade(0.30, 0.03, thr) == 2
+    assert fat_grade(0.30, None, thr) == 2 and fat_grade(None, 0.02, thr) is None
 
 
 def test_grade_muscle_applies_protocol_thresholds():

@@ -30,11 +30,11 @@ from nervemuscle.muscle import atlas, tissue
 from nervemuscle.muscle.external import onnx_labels, relabel
 from nervemuscle.muscle.fat import (ADIPOSE_FAT_FRACTION, NORMAL_MUSCLE_FAT_FRACTION, dixon_fat_fraction,
                                     t1_fat_fraction)
-from nervemuscle.muscle.grading import grade_muscle, volume_losses
+from nervemuscle.muscle.grading import assess_atrophy, grade_muscle
 from nervemuscle.muscle.grid import resample_to, world_points
 from nervemuscle.muscle.measure import (axial_csa_mm2, inplane_core, label_means, partial_volumes_ml,
                                         voxel_volume_mm3)
-from nervemuscle.muscle.segment import fit_atlas, parcellate
+from nervemuscle.muscle.segment import PERTURBATIONS, atlas_fit, fit_atlas, parcellate, volume_stability
 from nervemuscle.volume import Volume
 
 #: Corrected muscle signals within this factor of the lower quartile count as normal (T2 reference).
@@ -43,6 +43,19 @@ NORMAL_SPREAD = 1.15
 MIN_VOXELS = 200
 #: ... or with less volume than this fraction of its reference volume (mostly outside the field of view).
 MIN_REFERENCE_FRACTION = 0.15
+#: Quality gate: a muscle whose segmented volume varies by more than this coefficient of variation when
+#: the atlas registration is perturbed within its uncertainty is not assessable (its extent is decided
+#: by the atlas, not by the image; see :func:`nervemuscle.muscle.segment.volume_stability`).
+MAX_VOLUME_CV = 0.25
+#: Atlas fit (:func:`nervemuscle.muscle.segment.atlas_fit`) from which the exam's anatomy counts as the
+#: atlas's own: its segmented volumes are then taken at face value for grading. Below it (another anatomy:
+#: segmentation errors of 20-60% seen on the external check exams) each volume carries its segmentation
+#: CV as uncertainty, and atrophy is graded only where the loss exceeds it. Exams of the atlas's family
+#: fit at 0.86-0.91, the external exams at 0.39-0.42; any value between gives the same decisions there.
+MIN_ATLAS_FIT = 0.7
+#: Floor of the fat-fraction uncertainty (SD) of the T1 estimate: noise, partial volume and the spread of
+#: normal muscles' T1 signal around the exam's reference.
+MIN_FAT_FRACTION_SD = 0.02
 
 
 @dataclass
@@ -136,6 +149,21 @@ def _signals(label_map: Volume, base: Volume, fluid: Volume | None, tissues: tis
             "adipose_signal": tissues.adipose_signal}
 
 
+def fat_fraction_sd(ff: dict[int, float | None], ratios: dict[int, float | None], assessable: dict[int, bool],
+                    protocol: dict) -> float:
+    """Uncertainty (SD) of a T1 fat-fraction estimate: the robust spread (1.4826 x MAD) of the estimates of
+    the exam's muscles without edema, at least :data:`MIN_FAT_FRACTION_SD`.
+
+    Those muscles are mostly normal, so their spread is what the estimate varies by for the same tissue.
+    """
+    edema = protocol["muscle"]["edema_thresholds"][0]
+    values = np.array([f for c, f in ff.items() if f is not None and assessable[c]
+                       and (ratios.get(c) is None or ratios[c] < edema)])
+    if values.size < 3:
+        return MIN_FAT_FRACTION_SD
+    return float(max(MIN_FAT_FRACTION_SD, 1.4826 * np.median(np.abs(values - np.median(values)))))
+
+
 def remove_foreign_tissue(label_map: Volume, t1: Volume, fluid_on_t1: np.ndarray, found: dict[str, Any]) -> Volume:
     """Drop normal-looking muscle voxels from the territory of an edematous or fatty muscle.
 
@@ -199,6 +227,12 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     else:
         label_map, source = parcellate(base, tissues, transform, fitted_atlas), "atlas parcellation of T1 muscle tissue"
     codes = [c for _, _, c in _codes()]
+    stability: dict[int, float | None] = {c: None for c in codes}
+    fit = None
+    if labels is None and onnx_model is None:
+        stability = volume_stability(base, tissues, transform, fitted_atlas, label_map, codes)
+        fit = atlas_fit(base, tissues, transform, fitted_atlas)
+    uncertain_anatomy = fit is not None and fit < MIN_ATLAS_FIT
     ref_volumes = atlas.expected_volumes_ml(fitted_atlas, world_points(base), voxel_volume_mm3(base) / 1000.0,
                                             transform)
     te_ratio = None
@@ -215,7 +249,7 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
                                      tissues.adipose_signal)
         min_ml = MIN_VOXELS * voxel_volume_mm3(label_map) / 1000.0
         assessable = {c: volumes[c] >= min_ml and volumes[c] >= MIN_REFERENCE_FRACTION * ref_volumes[(m, s)]
-                      for m, s, c in _codes()}
+                      and (stability[c] or 0.0) <= MAX_VOLUME_CV for m, s, c in _codes()}
         signals = _signals(label_map, base, fluid, tissues, codes, assessable, protocol,
                            dixon=dixon if use_dixon else None, te_ratio=te_ratio,
                            adipose_fluid_signal=adipose_fluid_signal)
@@ -236,20 +270,42 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
                       + (", edema effect divided out" if te_ratio else ""))
 
     named = {(m, s): (volumes[c] if assessable[c] else None) for m, s, c in _codes()}
-    losses = volume_losses(named, ref_volumes, protocol["muscle"]["atrophy_thresholds"])
+    atrophy = assess_atrophy(named, {(m, s): stability[c] for m, s, c in _codes()},
+                             protocol["muscle"]["atrophy_thresholds"],
+                             expected_ml=None if uncertain_anatomy else ref_volumes)
+    ff_sd = fat_fraction_sd(ff, found["ratios"], assessable, protocol) if not use_dixon else None
     muscles, not_assessable = [], []
     for m, s, c in _codes():
+        label = f"{m.replace('_', ' ')} {s}"
         if not assessable[c]:
-            why = "not found in the field of view" if volumes[c] == 0 else \
-                f"only {volumes[c]:.1f} ml segmented (outside the field of view or failed segmentation)"
-            not_assessable.append({"item": f"{m.replace('_', ' ')} {s}", "reason": why})
+            if volumes[c] == 0:
+                why = "not found in the field of view"
+            elif (stability[c] or 0.0) > MAX_VOLUME_CV:
+                why = (f"segmentation not reliable: its volume varies by {100 * stability[c]:.0f}% (CV) when the "
+                       f"atlas registration is perturbed within its uncertainty (limit {100 * MAX_VOLUME_CV:.0f}%)")
+            else:
+                why = f"only {volumes[c]:.1f} ml segmented (outside the field of view or failed segmentation)"
+            not_assessable.append({"item": label, "reason": why})
             continue
+        a = atrophy[(m, s)]
         item = {"name": m, "side": s, "volume_ml": round(volumes[c], 2),
                 "csa_mm2": None if csa[c] is None else round(csa[c], 1),
                 "t2_ratio": None if ratios[c] is None else round(float(ratios[c]), 3),
                 "fat_fraction": None if ff[c] is None else round(ff[c], 3), "fat_method": fat_method,
-                "volume_loss": None if losses[(m, s)] is None else round(losses[(m, s)], 3)}
-        muscles.append(grade_muscle(item, protocol["muscle"]))
+                "fat_fraction_sd": None if ff_sd is None or ff[c] is None else round(ff_sd, 3),
+                "volume_loss": None if a.loss is None else round(a.loss, 3),
+                "volume_expected_ml": round(ref_volumes[(m, s)], 1) if ref_volumes.get((m, s)) else None,
+                "asymmetry_index": None if a.asymmetry_index is None else round(a.asymmetry_index, 3),
+                "atrophy_reference": a.reference, "atrophy_grade": a.grade,
+                "segmentation_confidence": None if stability[c] is None else round(max(0.0, 1.0 - stability[c]), 3)}
+        graded = grade_muscle(item, protocol["muscle"])
+        if a.reason:
+            not_assessable.append({"item": f"{label} atrophy", "reason": a.reason})
+        if graded["fat_grade"] is None and item["fat_fraction"] is not None:
+            not_assessable.append({"item": f"{label} fat", "reason": (
+                f"fat fraction {item['fat_fraction']:.2f} +- {item['fat_fraction_sd'] or 0:.2f} straddles a "
+                f"fat-grade threshold {protocol['muscle']['fat_thresholds']}")})
+        muscles.append(graded)
 
     reference = {
         "segmentation": source,
@@ -261,11 +317,18 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         "fluid_fat_signal": found["fat_fluid"],
         "t1_muscle_signal": found["t1_muscle"],
         "t1_adipose_signal": tissues.adipose_signal,
-        "atrophy_reference": "partial-volume corrected volume relative to the registered atlas volume in the "
-                             "field of view (atlas at each shoulder's drop, calibrated per muscle for body width "
-                             "on normal calibration subjects), divided by the square root of the contralateral muscle's relative "
-                             "volume unless that one is atrophic (geometric mean of the atlas and contralateral "
-                             "estimates of the normal volume)",
+        "atrophy_reference": "by atlas fit (nervemuscle.muscle.grading.assess_atrophy): anatomy like the atlas's "
+                             "-> geometric mean of the expected volume (registered atlas calibrated for body "
+                             "width) and the contralateral muscle; otherwise the contralateral muscle only "
+                             "(asymmetry index), graded only when the loss minus its segmentation CV agrees, "
+                             "and bilateral symmetric atrophy is not detected",
+        "quality_gate": f"volume CV <= {MAX_VOLUME_CV} over {len(PERTURBATIONS)} perturbed atlas registrations",
+        "atlas_fit": None if fit is None else round(fit, 3),
+        "atlas_fit_note": None if fit is None else (
+            f"below {MIN_ATLAS_FIT}: anatomy unlike the atlas's; atrophy against the contralateral muscle only, "
+            "within the segmentation CV" if uncertain_anatomy else
+            f"at least {MIN_ATLAS_FIT}: anatomy like the atlas's; atrophy against the expected volume and the "
+            "contralateral muscle"),
         "reference_volumes_ml": {f"{m}_{s}": round(v, 1) for (m, s), v in ref_volumes.items()},
         "csa_level": "axial plane through the muscle centroid",
     }

@@ -7,6 +7,7 @@ split points below.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,10 +45,99 @@ def goutallier(name: str, fat_fraction: float | None, fat_thresholds: list[float
     return grade(fat_fraction, cuts)
 
 
+#: On an anatomy unlike the atlas's, atrophy is measured against the same muscle of the other side, which
+#: shares the subject's size; the absolute, body-size-scaled expected volume is reported but does not grade:
+#: healthy adults' muscle volumes differ several-fold between individuals while each muscle's share of the
+#: total stays similar (upper-limb muscles of ten adults, Holzbaur et al., J Biomech 2007;40:742-9; older
+#: adults, Vidt et al., J Biomech 2012;45:334-41), and our expected volume is modelled on phantom anatomy:
+#: on the external check exams it was 2.5 x the true deltoid volume of normal subjects.
+CONTRALATERAL = "contralateral muscle"
+ATLAS_AND_CONTRALATERAL = "expected volume and contralateral muscle (geometric mean)"
+ATLAS = "expected volume"
+
+
+@dataclass
+class AtrophyAssessment:
+    """Volume loss of one muscle, the reference it was measured against, and its uncertainty."""
+
+    loss: float | None
+    reference: str | None
+    asymmetry_index: float | None
+    uncertainty: float | None
+    grade: int | None
+    reason: str | None = None
+
+
+def _band_grade(value: float, uncertainty: float, thresholds: list[float]) -> tuple[int | None, str | None]:
+    """Grade of ``value`` when ``value - uncertainty`` agrees that it is abnormal, else a reason.
+
+    Where the interval straddles a higher threshold the lower grade is kept (atrophy is certain, its degree
+    not); where it straddles the first threshold, atrophy itself is uncertain and the grade is ``None``.
+    """
+    g, g_low = grade(value, thresholds), grade(value - uncertainty, thresholds)
+    if g == g_low:
+        return g, None
+    if g_low == 0:
+        return None, (f"volume loss {value:.2f} +- {uncertainty:.2f} straddles the first atrophy threshold "
+                      f"{thresholds[0]}")
+    return g_low, None
+
+
+def assess_atrophy(volumes: dict[tuple[str, str], float | None],
+                   volume_cv: dict[tuple[str, str], float | None],
+                   atrophy_thresholds: list[float],
+                   expected_ml: dict[tuple[str, str], float | None] | None = None
+                   ) -> dict[tuple[str, str], AtrophyAssessment]:
+    """Volume loss and atrophy grade of every muscle (docs/methods.md, "Atrophy").
+
+    With ``expected_ml`` (the exam's anatomy is the atlas's, so its expected volumes hold): the normal
+    volume is the geometric mean of the expected volume and the contralateral muscle's estimate, unless the
+    contralateral muscle is atrophic itself (:func:`volume_losses`); no extra uncertainty.
+
+    Without (another anatomy): against the contralateral muscle only (:data:`CONTRALATERAL`). The asymmetry
+    index ``AI = 1 - V_small / V_large`` is the smaller muscle's loss, the larger one's is 0; the uncertainty
+    is both sides' volume CVs in quadrature, and a grade is given only when the loss minus its uncertainty
+    lies in the same band or still above the first threshold (then the lower grade, :func:`_band_grade`).
+    One side alone is not assessable, and bilateral symmetric atrophy is not detected.
+
+    Parameters
+    ----------
+    volumes : {(name, side): ml or None}
+        Measured volumes; ``None`` where not assessable.
+    volume_cv : {(name, side): CV or None}
+        Relative uncertainty of each volume (segmentation stability); ``None`` counts as 0.
+    atrophy_thresholds : list of float
+        The protocol's thresholds.
+    expected_ml : {(name, side): ml or None}, optional
+        Expected normal volume of each muscle in this exam, when it can be trusted.
+    """
+    out: dict[tuple[str, str], AtrophyAssessment] = {}
+    combined = volume_losses(volumes, expected_ml, atrophy_thresholds) if expected_ml is not None else {}
+    for (name, side), v in volumes.items():
+        other = (name, "left" if side == "right" else "right")
+        vc = volumes.get(other)
+        ai = 1.0 - min(v, vc) / max(v, vc) if v and vc else None
+        if v is None:
+            out[(name, side)] = AtrophyAssessment(None, None, None, None, None)
+        elif expected_ml is not None and combined.get((name, side)) is not None:
+            loss = combined[(name, side)]
+            out[(name, side)] = AtrophyAssessment(loss, ATLAS_AND_CONTRALATERAL if vc else ATLAS, ai, 0.0,
+                                                  grade(loss, atrophy_thresholds))
+        elif not vc:
+            out[(name, side)] = AtrophyAssessment(None, None, None, None, None,
+                                                  "the contralateral muscle is not assessable")
+        else:
+            loss = ai if v < vc else 0.0
+            u = float(np.hypot(volume_cv.get((name, side)) or 0.0, volume_cv.get(other) or 0.0))
+            g, reason = _band_grade(loss, u, atrophy_thresholds)
+            out[(name, side)] = AtrophyAssessment(float(loss), CONTRALATERAL, float(ai), u, g, reason)
+    return out
+
+
 def volume_losses(volumes: dict[tuple[str, str], float | None],
                   reference_ml: dict[tuple[str, str], float | None],
                   atrophy_thresholds: list[float]) -> dict[tuple[str, str], float | None]:
-    """Fractional volume loss of every muscle (protocol ``atrophy_reference``).
+    """Fractional volume loss of every muscle against the expected volume and the contralateral muscle.
 
     Each muscle's relative volume is ``r = V / V_reference`` (the reference accounts for body size and
     for how much of the muscle the field of view covers). When the contralateral muscle is assessable
@@ -55,21 +145,8 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
     independent estimate of this muscle's normal volume (``V_contralateral * V_reference /
     V_contralateral_reference``); the normal volume is then the geometric mean of the two estimates,
     so the loss is ``1 - r / sqrt(r_contralateral)``: segmentation and registration errors of either
-    side are halved instead of carried in full. Otherwise the loss is ``1 - r``.
-
-    Parameters
-    ----------
-    volumes : {(name, side): ml or None}
-        Measured volumes; ``None`` where not assessable.
-    reference_ml : {(name, side): ml or None}
-        Expected normal volume of each muscle in this exam.
-    atrophy_thresholds : list of float
-        The protocol's thresholds.
-
-    Returns
-    -------
-    dict
-        Loss per muscle; ``None`` where the muscle or its reference is not available.
+    side are halved instead of carried in full. Otherwise the loss is ``1 - r``. ``None`` where the muscle
+    or its reference is not available.
     """
     relative = {k: (v / reference_ml[k] if v is not None and reference_ml.get(k) else None)
                 for k, v in volumes.items()}
@@ -85,15 +162,32 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
     return losses
 
 
+def fat_grade(fat_fraction: float | None, sd: float | None, fat_thresholds: list[float]) -> int | None:
+    """Fat grade, or ``None`` when ``fat_fraction +- sd`` (its standard uncertainty) straddles a threshold."""
+    if fat_fraction is None:
+        return None
+    low, high = grade(fat_fraction - (sd or 0.0), fat_thresholds), grade(fat_fraction + (sd or 0.0), fat_thresholds)
+    return low if low == high else None
+
+
 def grade_muscle(item: dict[str, Any], muscle_protocol: dict[str, Any]) -> dict[str, Any]:
-    """Add ``edema_grade``, ``atrophy_grade``, ``fat_grade``, ``mercuri``, ``goutallier`` to a muscle item."""
+    """Add ``edema_grade``, ``atrophy_grade``, ``fat_grade``, ``mercuri``, ``goutallier`` to a muscle item.
+
+    An ``atrophy_grade`` already in ``item`` (from :func:`assess_atrophy`, which weighs the uncertainty) is
+    kept; otherwise it is graded from ``volume_loss``. The fat grade weighs ``fat_fraction_sd`` when given
+    (:func:`fat_grade`); Mercuri and Goutallier follow only a certain fat grade.
+    """
     fat_thr = muscle_protocol["fat_thresholds"]
     ff = item.get("fat_fraction")
+    fg = fat_grade(ff, item.get("fat_fraction_sd"), fat_thr)
+    certain_ff = ff if fg is not None else None
+    atrophy = item["atrophy_grade"] if "atrophy_grade" in item else grade(item.get("volume_loss"),
+                                                                         muscle_protocol["atrophy_thresholds"])
     return {
         **item,
         "edema_grade": grade(item.get("t2_ratio"), muscle_protocol["edema_thresholds"]),
-        "atrophy_grade": grade(item.get("volume_loss"), muscle_protocol["atrophy_thresholds"]),
-        "fat_grade": grade(ff, fat_thr),
-        "mercuri": mercuri(ff, fat_thr),
-        "goutallier": goutallier(item["name"], ff, fat_thr),
+        "atrophy_grade": atrophy,
+        "fat_grade": fg,
+        "mercuri": mercuri(certain_ff, fat_thr),
+        "goutallier": goutallier(item["name"], certain_ff, fat_thr),
     }
