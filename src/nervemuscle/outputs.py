@@ -12,8 +12,10 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def atomic_output_dir(out_dir: str | Path, *, error: str = "cannot create the ou
     - An existing ``out_dir`` is replaced only after the block succeeded: it is first renamed aside, the temp
       folder renamed into its place, then the old copy deleted. If the second rename fails the old folder
       is put back.
-    - On any exception inside the block (SIGTERM included, which the CLI turns into SystemExit) the temp folder
+    - On any exception inside the block (SIGTERM included, raised as KeyboardInterrupt) the temp folder
       is removed, ``out_dir`` is left as it was, and the exception propagates unchanged except for the OS
       errors above (callers may turn their own OSErrors into OutputError). Temp folders of killed processes
       are removed by the next call (:func:`remove_stale_temps`).
@@ -176,25 +178,49 @@ def atomic_output_dir(out_dir: str | Path, *, error: str = "cannot create the ou
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out_dir)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{_host_tag()}.{os.getpid()}-"))
+        # SIGINT/SIGTERM wait until the temp folder is known, so that the clean-up below always sees it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{_host_tag()}.{os.getpid()}-"))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     except OSError as exc:
         raise OutputError(f"{error} ({exc.strerror or exc})", out_dir) from None
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
-        yield tmp
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in OUTPUT_ERRNOS:
+    with _sigterm_unwinds():
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())
+            yield tmp
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno in OUTPUT_ERRNOS:
+                raise OutputError(f"{error} ({exc.strerror or exc})", out_dir) from None
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            _move_into_place(tmp, out_dir)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise OutputError(f"{error} ({exc.strerror or exc})", out_dir) from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While an output is written (main thread only), SIGTERM raises KeyboardInterrupt like Ctrl-C, so the
+    temp folder is removed on the way out (the CLI then exits 130); the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        _move_into_place(tmp, out_dir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{error} ({exc.strerror or exc})", out_dir) from None
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:

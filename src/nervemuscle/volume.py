@@ -78,8 +78,15 @@ class Volume:
 
     @classmethod
     def load(cls, path: str | Path, metadata: dict[str, Any] | None = None) -> "Volume":
-        """Read a NIfTI file; 4-D images with one volume are squeezed."""
+        """Read a NIfTI file; 4-D images with one volume are squeezed.
+
+        The header is checked before any voxel data is read (:func:`nervemuscle.io.nifti.read_header`: size
+        limit, geometry), so a hostile file cannot exhaust memory.
+        """
+        from nervemuscle.io.nifti import read_header
+
         path = Path(path)
+        read_header(path)
         try:
             img = nib.load(str(path))
             data = np.asanyarray(img.dataobj)

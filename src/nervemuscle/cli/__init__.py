@@ -74,4 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug)", markup=False)
         return EXIT_INTERNAL
+    if code == 130:  # typer turns KeyboardInterrupt (Ctrl-C, or SIGTERM while an output is written) into exit code 130
+        err_console.print("interrupted")
     return code if isinstance(code, int) else 0

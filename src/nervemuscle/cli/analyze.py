@@ -49,12 +49,17 @@ class StepReporter:
 def register(app: typer.Typer) -> None:
     @app.command()
     def analyze(
-        exam_dir: Path = typer.Argument(..., help="Exam folder of DICOM or NIfTI series (phantom: <exam>/dicom)."),
+        exam_dir: Path = typer.Argument(..., readable=False,
+                                        help="Exam folder of DICOM or NIfTI series (phantom: <exam>/dicom)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
-        protocol: Optional[Path] = typer.Option(None, "--protocol", help="YAML overriding the default protocol."),
-        landmarks: Optional[Path] = typer.Option(None, "--landmarks", help="Root landmarks file."),
-        labels: Optional[Path] = typer.Option(None, "--labels", help="External muscle label map (NIfTI)."),
-        label_names: Optional[Path] = typer.Option(None, "--label-names", help="JSON {code: name} of --labels."),
+        protocol: Optional[Path] = typer.Option(None, "--protocol", readable=False,
+                                                help="YAML overriding the default protocol."),
+        landmarks: Optional[Path] = typer.Option(None, "--landmarks", readable=False,
+                                                 help="Root landmarks file."),
+        labels: Optional[Path] = typer.Option(None, "--labels", readable=False,
+                                              help="External muscle label map (NIfTI)."),
+        label_names: Optional[Path] = typer.Option(None, "--label-names", readable=False,
+                                                   help="JSON {code: name} of --labels."),
         role: Optional[list[str]] = typer.Option(None, "--role", help="Force a series role: SERIES=ROLE, SERIES a "
                                             "series number or NIfTI file stem (repeatable)."),
         no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip printing report.pdf."),
@@ -88,11 +93,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("analyze-batch")
     def analyze_batch_cmd(
-        root: Path = typer.Argument(..., help="Folder of exams (see `nervemuscle.batch` for the discovery rule)."),
+        root: Path = typer.Argument(..., readable=False,
+                                    help="Folder of exams (see `nervemuscle.batch` for the discovery rule)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: CPUs)."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Existing Dask scheduler tcp://HOST:PORT."),
-        protocol: Optional[Path] = typer.Option(None, "--protocol", help="YAML overriding the default protocol."),
+        protocol: Optional[Path] = typer.Option(None, "--protocol", readable=False,
+                                                help="YAML overriding the default protocol."),
     ) -> None:
         """Analyse every exam under ROOT with Dask; skips unchanged exams; failures go to OUT/failures.csv.
 

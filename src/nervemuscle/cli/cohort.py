@@ -11,10 +11,13 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def cohort(
-        findings_root: Path = typer.Argument(..., help="Folder searched recursively for findings.json."),
-        clinical: Path = typer.Option(..., "--clinical", help="clinical.csv: id, diagnosis (ALS|MMN|control), optional age, sex, alsfrs_r, ..."),
+        findings_root: Path = typer.Argument(..., readable=False,
+                                             help="Folder searched recursively for findings.json."),
+        clinical: Path = typer.Option(..., "--clinical", readable=False,
+                                      help="clinical.csv: id, diagnosis (ALS|MMN|control), optional age, sex, alsfrs_r, ..."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (table.csv, results.json, report.html, report.pdf)."),
-        reads: Optional[Path] = typer.Option(None, "--reads", help="reads.csv exported by the reader app (agreement analysis)."),
+        reads: Optional[Path] = typer.Option(None, "--reads", readable=False,
+                                             help="reads.csv exported by the reader app (agreement analysis)."),
         pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also print the report to PDF with Chromium."),
     ) -> None:
         """Group proportions with CIs, ALS vs MMN tests, correlations, accuracy, agreement and the paper table."""

@@ -14,7 +14,8 @@ from nervemuscle.outputs import refuse_overlap
 def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
-        exam_dir: Path = typer.Argument(..., help="Folder of DICOM files (any nesting) or NIfTI files (+ JSON)."),
+        exam_dir: Path = typer.Argument(..., readable=False,
+                                        help="Folder of DICOM files (any nesting) or NIfTI files (+ JSON)."),
         out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (replaced atomically)."),
         deidentify: bool = typer.Option(False, "--deidentify", help="Drop patient identifiers from the outputs."),
         role: Optional[List[str]] = typer.Option(None, "--role", help="Override a role: SERIES=ROLE, SERIES a "

@@ -57,11 +57,13 @@ def export_from_manifest(manifest: Path, out_dir: Path, *, dataset_id: int, name
 def register(app: typer.Typer) -> None:
     @app.command("export-nnunet")
     def export_nnunet_cmd(
-        manifest: Path = typer.Argument(..., help="CSV with columns case,labels,image0[,image1...] (NIfTI paths)."),
+        manifest: Path = typer.Argument(..., readable=False,
+                                        help="CSV with columns case,labels,image0[,image1...] (NIfTI paths)."),
         out: Path = typer.Argument(..., help="nnU-Net raw folder; the dataset is written inside it."),
         dataset_id: int = typer.Option(501, help="nnU-Net dataset number."),
         name: str = typer.Option("ShoulderGirdle", help="nnU-Net dataset name."),
-        label_names: Path = typer.Option(None, help="JSON {code: name} of the label maps (default: nervemuscle codes)."),
+        label_names: Path = typer.Option(None, readable=False,
+                                         help="JSON {code: name} of the label maps (default: nervemuscle codes)."),
         channels: str = typer.Option("T1", help="Comma-separated channel names in image column order."),
     ) -> None:
         """Export images + muscle label maps as an nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json)."""

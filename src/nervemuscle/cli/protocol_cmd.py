@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     protocol_app = typer.Typer(help="The grading protocol (scales, references, thresholds).", no_args_is_help=True)
 
     @protocol_app.command("show")
-    def show(protocol: Optional[Path] = typer.Option(None, "--protocol", help="YAML overriding the defaults.")) -> None:
+    def show(protocol: Optional[Path] = typer.Option(None, "--protocol", readable=False,
+                                                     help="YAML overriding the defaults.")) -> None:
         """Print the protocol in force (defaults merged with --protocol)."""
         typer.echo(yaml.safe_dump(load_protocol(protocol), sort_keys=False))
 

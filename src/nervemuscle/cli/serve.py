@@ -115,7 +115,8 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: int = typer.Option(8000, "--port", help="TCP port."),
         data_root: Path = typer.Option(Path("."), "--data-root", help="Exams are imported only from inside this folder."),
-        protocol: Path = typer.Option(None, "--protocol", help="Grading protocol YAML (default: shipped protocol)."),
+        protocol: Path = typer.Option(None, "--protocol", readable=False,
+                                      help="Grading protocol YAML (default: shipped protocol)."),
         secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Mark cookies Secure (behind HTTPS)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Server processes (they share the database; "
                                                                  "about one per core)."),

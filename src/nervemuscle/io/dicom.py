@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from nervemuscle.errors import BadInputError
-from nervemuscle.io.limits import check_voxels
+from nervemuscle.io.limits import check_voxels, max_voxels
 from nervemuscle.volume import Volume
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -112,6 +113,31 @@ def has_dicm_magic(path: Path) -> bool:
         return False
 
 
+_DEFLATED_UID = pydicom.uid.DeflatedExplicitVRLittleEndian.encode()
+
+
+def _check_deflated(path: Path) -> None:
+    """Refuse a Deflated Explicit VR file whose data set would inflate beyond the voxel limit in bytes.
+
+    pydicom inflates such a data set whole in memory, so a small file could expand to gigabytes (a zip bomb);
+    here it is inflated in bounded steps first and dropped. Other files cost one 4 kB read.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        if head[128:132] != b"DICM" or _DEFLATED_UID not in head:
+            return
+        meta_length = int.from_bytes(head[140:144], "little") if head[132:140] == b"\x02\x00\x00\x00UL\x04\x00" else 0
+        fh.seek(144 + meta_length)
+        inflater, limit, size = zlib.decompressobj(-zlib.MAX_WBITS), 4 * max_voxels() + 2**24, 0
+        while chunk := fh.read(2**20):
+            while chunk:
+                size += len(inflater.decompress(chunk, 2**24))
+                chunk = inflater.unconsumed_tail
+                if size > limit:
+                    raise BadInputError(f"deflated data set inflates beyond {limit} bytes (the voxel limit): "
+                                        "not read", path)
+
+
 def read_header(path: Path) -> pydicom.Dataset | None:
     """Header of a DICOM file with the pixel data deferred, or None when the file is not DICOM.
 
@@ -122,9 +148,12 @@ def read_header(path: Path) -> pydicom.Dataset | None:
         cannot be read at all (permissions, I/O error): skipping it would later look like a missing slice.
     """
     try:
+        _check_deflated(path)
         return pydicom.dcmread(path, defer_size=4096)
     except InvalidDicomError:
         return None
+    except BadInputError:
+        raise
     except OSError as exc:
         if exc.errno is not None:
             raise BadInputError(f"cannot read the file ({exc.strerror or exc})", path) from None
