@@ -132,6 +132,15 @@ def shipped_provenance() -> dict[str, Any]:
         "grading protocol thresholds (data/protocol_default.yaml)": {
             "families": [], "detail": "clinical reference section 8 defaults, not fitted on any phantom"},
     })
+    analyze = importlib.import_module("nervemuscle.muscle.analyze")
+    if hasattr(analyze, "MIN_ATLAS_FIT"):
+        out[f"muscle atlas-fit threshold {analyze.MIN_ATLAS_FIT} (muscle/analyze.py MIN_ATLAS_FIT)"] = {
+            "families": [family1, "external"],
+            "detail": "placed between the atlas family's fits and the external exams' fits (its docstring): the "
+                      "external exams are not independent of this threshold"}
+    if hasattr(analyze, "MAX_VOLUME_CV"):
+        out[f"muscle quality gate volume CV {analyze.MAX_VOLUME_CV} (muscle/analyze.py MAX_VOLUME_CV)"] = {
+            "families": [], "detail": "engineering choice, no fit recorded"}
     grading = importlib.import_module("nervemuscle.nerve.grading")
     if hasattr(grading, "FOCAL_SWELLING_INDEX"):
         out["nerve focal-swelling index (nerve/grading.py FOCAL_SWELLING_INDEX)"] = {
@@ -147,8 +156,10 @@ def shipped_provenance() -> dict[str, Any]:
 
 
 def built_on_families(provenance: dict[str, Any]) -> set[str]:
-    """Families any shipped atlas or calibration was built or tuned on (``default`` read as :func:`first_family`)."""
-    return {first_family() if f == DEFAULT_FAMILY else f for p in provenance.values() for f in p["families"]}
+    """Phantom families any shipped atlas or calibration was built or tuned on (``default`` read as
+    :func:`first_family`; ``external`` is not a phantom family)."""
+    return {first_family() if f == DEFAULT_FAMILY else f for p in provenance.values() for f in p["families"]
+            if f != "external"}
 
 
 # --- one exam --------------------------------------------------------------------------------------------
