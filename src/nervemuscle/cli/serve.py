@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
         from uvicorn.supervisors import Multiprocess
 
-        from nervemuscle.reader.app import SETTINGS_ENV, ReaderSettings, create_app
+        from nervemuscle.reader.app import SETTINGS_ENV, SUPERVISOR_ENV, ReaderSettings, create_app
         from nervemuscle.reader.db import in_memory_sqlite, make_engine, migrate
 
         if not data_root.is_dir():
@@ -142,15 +142,19 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"nervemuscle reader on http://{host}:{port}  (db {settings.db_url}, data root {settings.data_root}"
                    f", {workers} worker{'s' if workers > 1 else ''})")
         if workers == 1:
-            uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning")).run(sockets=[sock])
+            uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", proxy_headers=False)).run(
+                sockets=[sock])
             return
         engine = make_engine(settings.db_url)
         with _connect_errors(settings.db_url):
             migrate(engine)  # once, before the workers start (each then finds the schema current)
         engine.dispose()
         os.environ[SETTINGS_ENV] = settings.to_json()
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
+        # proxy_headers=False: uvicorn would otherwise take the client address from X-Forwarded-For sent by any
+        # local process (its default trusts 127.0.0.1), which defeats the per-client login throttle
         config = uvicorn.Config("nervemuscle.reader.app:create_app_from_env", factory=True, workers=workers,
-                                log_level="warning")
+                                log_level="warning", proxy_headers=False)
         Multiprocess(config, sockets=[sock]).run()
 
     users = typer.Typer(help="Reader-app accounts.", no_args_is_help=True)

@@ -120,6 +120,23 @@ def own_read(db: Session, read_id: int, user: User, *, lock: bool = False) -> Re
     return read
 
 
+#: Series and read ids are drawn at random from 1 .. 2**31 - 1 (a PostgreSQL INTEGER), so that they follow
+#: neither the import order (alphabetical exam ids would reveal the group) nor the reading order.
+_ID_RANGE = 2**31 - 1
+
+
+def random_ids(db: Session, model: type, n: int) -> list[int]:
+    """``n`` distinct random primary keys not yet used in ``model``'s table (see :data:`_ID_RANGE`)."""
+    used = set(db.scalars(select(model.id)))
+    out: list[int] = []
+    while len(out) < n:
+        candidate = secrets.randbelow(_ID_RANGE) + 1
+        if candidate not in used:
+            used.add(candidate)
+            out.append(candidate)
+    return out
+
+
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat()
 
@@ -248,6 +265,9 @@ def get_series(read_id: int, series_id: int, filename: str, request: Request, pr
     path = Path(series.path)
     if not path.is_file():
         raise HTTPException(410, "series file is gone from the data root")
+    if not path.resolve().is_relative_to(request.app.state.settings.data_root.resolve()):
+        log.error("series %s resolves outside the data root: not served", path)  # a symlink changed after import
+        raise HTTPException(403, "series file is outside the data root")
     try:
         copy = (preview_copy if preview else display_copy)(path, request.app.state.display_cache)
     except (OSError, ValueError, ImageFileError) as exc:
@@ -302,6 +322,9 @@ def import_exams(body: ImportIn, request: Request, background: BackgroundTasks, 
     try:
         folder = resolve_inside(root, body.path)
         found = discover_exams(folder)
+        for ex in found:  # a symlinked file must not point outside the data root either
+            for s in ex.series:
+                resolve_inside(root, s.path)
     except BadInputError as exc:
         status = 403 if "outside the data root" in exc.message else 400
         raise HTTPException(status, f"{body.path}: {exc.message}") from None
@@ -312,7 +335,9 @@ def import_exams(body: ImportIn, request: Request, background: BackgroundTasks, 
             exam = Exam(exam_id=ex.exam_id, folder=str(ex.folder), clinical=ex.clinical)
             db.add(exam)
         exam.folder, exam.clinical, exam.findings = str(ex.folder), ex.clinical, ex.findings
-        exam.series = [Series(role=s.role, kind=s.kind, path=str(s.path), shape=list(s.shape)) for s in ex.series]
+        ids = random_ids(db, Series, len(ex.series))
+        exam.series = [Series(id=i, role=s.role, kind=s.kind, path=str(s.path), shape=list(s.shape))
+                       for i, s in zip(ids, ex.series)]
         imported.append(ex.exam_id)
     audit(db, admin, None, "import", new=f"{body.path}: {len(imported)} exam(s)")
     background.add_task(make_display_copies, [(s.path, s.kind == "image") for ex in found for s in ex.series],
@@ -378,13 +403,14 @@ def create_session(body: SessionIn, request: Request, admin: User = Depends(requ
     db.add(session)
     db.flush()
     ordered = [exams[e] for e in sorted(exams)]
+    read_ids = iter(random_ids(db, Read, len(ordered) * len(set(body.readers))))
     for name in dict.fromkeys(body.readers):
         seed = secrets.randbits(31)
         db.add(Assignment(session_id=session.id, reader_id=readers[name].id, seed=seed))
         order = np.random.default_rng(seed).permutation(len(ordered))
         for position, index in enumerate(order):
-            db.add(Read(session_id=session.id, exam_pk=ordered[index].id, reader_id=readers[name].id,
-                        position=position, comment=""))
+            db.add(Read(id=next(read_ids), session_id=session.id, exam_pk=ordered[index].id,
+                        reader_id=readers[name].id, position=position, comment=""))
     audit(db, admin, None, "create_session", new=body.name)
     return {"id": session.id, "name": session.name, "n_exams": len(ordered), "n_readers": len(set(body.readers))}
 

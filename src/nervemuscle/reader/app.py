@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -109,14 +110,21 @@ class BodyLimit:
 
 
 class SecurityHeaders:
-    """ASGI middleware: ``nosniff``, no framing, same-origin referrer on every response (unless already set).
+    """ASGI middleware: ``nosniff``, no framing, same-origin referrer and a Content-Security-Policy on every
+    response, and ``Cache-Control: no-store`` on JSON and HTML (reads, grades, CSRF tokens must not stay in
+    a browser or proxy cache); each unless the response already sets it.
 
-    Plain ASGI rather than ``@app.middleware("http")``, whose per-request task and stream cost more than a
-    small API response.
+    The policy allows scripts only from this server (no inline script; WebAssembly for Niivue), so injected
+    markup cannot run code. Plain ASGI rather than ``@app.middleware("http")``, whose per-request task and
+    stream cost more than a small API response.
     """
 
+    CSP = (b"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+           b"img-src 'self' data: blob:; connect-src 'self' blob: data:; worker-src 'self' blob:; "
+           b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
     HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-               (b"referrer-policy", b"same-origin"))
+               (b"referrer-policy", b"same-origin"), (b"content-security-policy", CSP))
+    NO_STORE_TYPES = (b"application/json", b"text/html")
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -127,9 +135,12 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []),
-                                      *((k, v) for k, v in self.HEADERS if k not in present)]
+                headers = dict((name.lower(), value) for name, value in message.get("headers", []))
+                extra = [(k, v) for k, v in self.HEADERS if k not in headers]
+                if b"cache-control" not in headers and \
+                        headers.get(b"content-type", b"").startswith(self.NO_STORE_TYPES):
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
@@ -139,8 +150,29 @@ class SecurityHeaders:
 SETTINGS_ENV = "NERVEMUSCLE_READER_SETTINGS"
 
 
+#: Environment variable carrying the process id of ``serve --workers``'s supervisor to its workers.
+SUPERVISOR_ENV = "NERVEMUSCLE_READER_SUPERVISOR"
+
+
+def exit_with_supervisor(supervisor_pid: int) -> None:
+    """Have the kernel send this worker SIGTERM when its parent (the supervisor) dies, even by SIGKILL, so no
+    orphaned worker keeps the port; exit at once if the supervisor is already gone (Linux ``PR_SET_PDEATHSIG``;
+    elsewhere nothing is done)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != supervisor_pid:
+        os._exit(0)
+
+
 def create_app_from_env() -> FastAPI:
-    """App factory for several server processes (``uvicorn --factory``): settings from :data:`SETTINGS_ENV`."""
+    """App factory for several server processes (``uvicorn --factory``): settings from :data:`SETTINGS_ENV`;
+    the worker ends with its supervisor (:func:`exit_with_supervisor`)."""
+    if os.environ.get(SUPERVISOR_ENV, "").isdigit():
+        exit_with_supervisor(int(os.environ[SUPERVISOR_ENV]))
     return create_app(ReaderSettings.from_json(os.environ[SETTINGS_ENV]))
 
 

@@ -16,9 +16,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-#: Free-text NIfTI header fields that may carry identifying or clinical text.
-_TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
-
 #: Largest preview size along any axis (voxels).
 PREVIEW_MAX_SIZE = 128
 #: Name prefix of a copy being written (cache names are hexadecimal hashes, so they never start with it).
@@ -49,9 +46,10 @@ def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
 
     Integer data whose range fits are stored as uint8 or int16 unchanged; other data (float series) as int16
     with ``scl_slope``/``scl_inter`` (65,535 grey levels over the data range: display resolution, values shown
-    by the viewer stay in the original units). Same voxel order and affine (qform and sform). Header free text
-    and extensions are dropped: readers must not learn the diagnosis from a header description or a DICOM
-    extension. No gzip: Niivue would inflate it in JavaScript, which costs more than moving the raw bytes.
+    by the viewer stay in the original units). Same voxel order and affine (qform and sform). The header is
+    made new, keeping only geometry and units: free text (``descrip``, ``aux_file``, ``db_name``,
+    ``intent_name``, ``data_type``), intent parameters, calibration range and extensions are dropped, as readers
+    must not learn the diagnosis from any header field or a DICOM extension. No gzip: Niivue would inflate it in JavaScript, which costs more than moving the raw bytes.
     """
     path = Path(path)
     target = _cached(path, Path(cache_dir), "display")
@@ -67,10 +65,8 @@ def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
     else:
         data = np.nan_to_num(np.asarray(img.get_fdata(dtype=np.float32)), nan=0.0, posinf=0.0, neginf=0.0)
         dtype = np.int16
-    for f in _TEXT_FIELDS:
-        header[f] = b""
-    header.extensions.clear()
-    out = nib.Nifti1Image(data, img.affine, header=header)
+    out = nib.Nifti1Image(data, img.affine)  # a new header: nothing of the source's is carried over but
+    out.header.set_xyzt_units(*header.get_xyzt_units())  # the geometry and units
     out.set_qform(img.affine, int(header["qform_code"]) or 1)
     out.set_sform(img.affine, int(header["sform_code"]) or 1)
     out.set_data_dtype(dtype)  # nibabel chooses scl_slope/scl_inter for float -> int16

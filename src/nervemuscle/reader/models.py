@@ -59,7 +59,7 @@ class Exam(Base):
     findings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     series: Mapped[list["Series"]] = relationship(back_populates="exam", cascade="all, delete-orphan",
-                                                  order_by="Series.id")
+                                                  order_by="(Series.kind, Series.path)")
 
 
 class Series(Base):
