@@ -22,7 +22,9 @@ phantom's (``centerline_mm`` in RAS+, ``visible`` roots, ``in_fov`` muscles); fi
   CSA and T2-ratio errors of correctly labelled roots; sensitivity / specificity of root grade >= 1.
 - study level: accuracy of ``abnormal``, ``nerve_abnormal``, ``muscle_abnormal``, ``muscle_atrophy``,
   ``muscle_edema`` as written in the findings summary, sensitivity / specificity of the three ``*_abnormal``,
-  and exact agreement and linear-weighted kappa of ``nerve_severity`` and ``muscle_severity``.
+  and exact agreement and linear-weighted kappa of ``nerve_severity`` and ``muscle_severity``. A call left
+  null (not assessable) counts as wrong (a miss both ways) and is counted in ``<key>_not_assessable``; kappa
+  is over the exams with a call.
 
 External exams are for checking, not fitting: nothing in nervemuscle is tuned on them.
 """
@@ -173,15 +175,17 @@ def pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
     })
 
     for key in STUDY_KEYS:
-        pairs = [s["study"][key] for s in scores if s["study"][key][0] is not None]
-        out[f"{key}_accuracy"] = _frac(sum(bool(p) == bool(t) for p, t in pairs), len(pairs))
+        pairs = [(p, bool(t)) for p, t in (s["study"][key] for s in scores) if t is not None]
+        out[f"{key}_accuracy"] = _frac(sum(p is not None and bool(p) == t for p, t in pairs), len(pairs))
+        out[f"{key}_not_assessable"] = sum(p is None for p, _ in pairs)
         if key.endswith("_abnormal"):
-            out[key] = _sens_spec([(int(bool(p)), int(bool(t))) for p, t in pairs])
+            called = [int(not t) if p is None else int(bool(p)) for p, t in pairs]  # null: a miss both ways
+            out[key] = _sens_spec([(c, int(t)) for c, (_, t) in zip(called, pairs)])
     for key in SEVERITY_KEYS:
-        pairs = [tuple(SEVERITY_NAMES.index(v) for v in s["study"][key]) for s in scores
-                 if None not in s["study"][key]]
-        kappa = weighted_kappa(confusion_table([t for _, t in pairs], [p for p, _ in pairs], 4)) if pairs else {}
-        out[f"{key}_agreement"] = _frac(sum(p == t for p, t in pairs), len(pairs))
+        pairs = [s["study"][key] for s in scores if s["study"][key][1] is not None]
+        known = [tuple(SEVERITY_NAMES.index(v) for v in pair) for pair in pairs if pair[0] is not None]
+        kappa = weighted_kappa(confusion_table([t for _, t in known], [p for p, _ in known], 4)) if known else {}
+        out[f"{key}_agreement"] = _frac(sum(p == t for p, t in known), len(pairs))
         out[f"{key}_kappa"] = kappa.get("kappa")
     return out
 
@@ -242,9 +246,11 @@ TABLE_ROWS = (
     ("abnormal correct", "abnormal_accuracy", "f"), ("nerve_abnormal correct", "nerve_abnormal_accuracy", "f"),
     ("nerve_abnormal sens", "nerve_abnormal.sensitivity", "f"),
     ("nerve_abnormal spec", "nerve_abnormal.specificity", "f"),
+    ("nerve_abnormal not assessable", "nerve_abnormal_not_assessable", "d"),
     ("muscle_abnormal correct", "muscle_abnormal_accuracy", "f"),
     ("muscle_abnormal sens", "muscle_abnormal.sensitivity", "f"),
     ("muscle_abnormal spec", "muscle_abnormal.specificity", "f"),
+    ("muscle_abnormal not assessable", "muscle_abnormal_not_assessable", "d"),
     ("muscle_atrophy correct", "muscle_atrophy_accuracy", "f"), ("muscle_edema correct", "muscle_edema_accuracy", "f"),
     ("nerve severity agreement", "nerve_severity_agreement", "f"), ("nerve severity kappa", "nerve_severity_kappa", "f"),
     ("muscle severity agreement", "muscle_severity_agreement", "f"),
