@@ -14,6 +14,10 @@ def _check_choice(value, allowed, option: str):
         raise BadInputError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+ANATOMY_HELP = ("Anatomy family: classic (the original phantom), adult (adult-scale anatomy from published "
+                "dimensions, docs/phantom.md) or mixed (family drawn per exam from its seed).")
+
+
 def register(app: typer.Typer) -> None:
     sim = typer.Typer(help="Simulate phantom exams with exact ground truth (truth.json).", no_args_is_help=True)
     app.add_typer(sim, name="simulate")
@@ -28,16 +32,19 @@ def register(app: typer.Typer) -> None:
         snr: float = typer.Option(None, help="Normal-muscle SNR (default per series, 25 on 2D TSE)."),
         bias: float = typer.Option(0.0, help="Bias-field amplitude (0.2 = about +-20%)."),
         field: float = typer.Option(3.0, "--field", help="Field strength in T (1.5 or 3)."),
+        anatomy: str = typer.Option("classic", help=ANATOMY_HELP),
     ) -> None:
         """Simulate one exam: DICOM series, label maps and truth.json."""
-        from nervemuscle.phantom import EXAM_KINDS, PHENOTYPES, simulate_exam
+        from nervemuscle.phantom import ANATOMY_CHOICES, EXAM_KINDS, PHENOTYPES, simulate_exam
         from nervemuscle.phantom.dicom_writer import VENDORS
 
         _check_choice(phenotype, PHENOTYPES, "--phenotype")
         _check_choice(kind, tuple(EXAM_KINDS), "--kind")
         _check_choice(vendor, VENDORS, "--vendor")
         _check_choice(field, (1.5, 3.0), "--field")
-        path = simulate_exam(out, phenotype, seed, kind=kind, vendor=vendor, snr=snr, bias=bias, field_strength=field)
+        _check_choice(anatomy, ANATOMY_CHOICES, "--anatomy")
+        path = simulate_exam(out, phenotype, seed, kind=kind, vendor=vendor, snr=snr, bias=bias, field_strength=field,
+                             anatomy=anatomy)
         typer.echo(str(path))
 
     @sim.command("cohort")
@@ -50,16 +57,18 @@ def register(app: typer.Typer) -> None:
         kind: str = typer.Option("2d", help="2d, 3d or dixon."),
         workers: int = typer.Option(os.cpu_count() or 1, help="Parallel processes."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        anatomy: str = typer.Option("classic", help=ANATOMY_HELP),
     ) -> None:
         """Simulate the virtual ALS/MMN/control cohort in parallel and write clinical.csv."""
-        from nervemuscle.phantom import EXAM_KINDS, simulate_cohort
+        from nervemuscle.phantom import ANATOMY_CHOICES, EXAM_KINDS, simulate_cohort
 
         _check_choice(kind, tuple(EXAM_KINDS), "--kind")
+        _check_choice(anatomy, ANATOMY_CHOICES, "--anatomy")
         for name, n in (("--als", als), ("--mmn", mmn), ("--controls", controls)):
             if n < 0:
                 raise BadInputError(f"{name} must be >= 0, got {n}")
         path = simulate_cohort(out, n_als=als, n_mmn=mmn, n_controls=controls, seed=seed, kind=kind,
-                               workers=workers, progress=progress)
+                               workers=workers, progress=progress, anatomy=anatomy)
         typer.echo(str(path))
 
     @sim.command("reads")

@@ -131,9 +131,10 @@ class Grid:
 
 
 def series_grid(subject, acq: Acquisition) -> Grid:
-    """Place the series on the subject: midline, centred antero-posteriorly, top of FOV near C4."""
+    """Place the series on the subject: midline, centred antero-posteriorly, top of FOV near C4 (or at the
+    anatomy's ``fov_top_z`` landmark where it has one, e.g. the adult family's drawn C2-C5 start)."""
     lm = subject.anatomy.landmarks
-    top = lm["c4_z"] + 8.0
+    top = lm["fov_top_z"] if "fov_top_z" in lm else lm["c4_z"] + 8.0
     center = np.array([0.0, lm["y_center"], top - acq.fov_mm[2] / 2])
     centers = []
     for a in range(3):

@@ -340,15 +340,25 @@ def build_anatomy(p: BodyParams, root_csa: dict, root_lesions: dict, muscle_scal
             rm = roots[(seg, side)]
             add((root_label(seg, side), rm.tube((0.0, rm.s_foramen + ROOT_LABEL_END_MM))))
             add((T["nerve_trunk"], rm.tube((rm.s_foramen + ROOT_LABEL_END_MM, rm.s[-1]))))
-    landmarks = {"c4_z": 66.0 * h, "axilla_z": -80.0 - max(p.shoulder_drop.values()), "y_center": -5.0 + y0}
+    landmarks = {"c4_z": 66.0 * h, "axilla_z": -80.0 - max(p.shoulder_drop.values()), "y_center": -5.0 + y0,
+                 "vertebrae": vertebra_centers(p)}
     return Anatomy(S, roots, landmarks)
+
+
+#: Vertebral body centres (name, z mm before the height scale) of the classic spine.
+SPINE_LEVELS = (("C3", 84), ("C4", 66), ("C5", 48), ("C6", 30), ("C7", 12), ("T1", -6), ("T2", -25), ("T3", -44),
+                ("T4", -63), ("T5", -82), ("T6", -101), ("T7", -120), ("T8", -139))
+
+
+def vertebra_centers(p: BodyParams) -> dict[str, list[float]]:
+    """World centre (mm) of each vertebral body of the classic spine."""
+    return {name: [0.0, 1.0 + p.y_shift + (0.0 if name.startswith("C") else 4.0), zc * p.height]
+            for name, zc in SPINE_LEVELS}
 
 
 def _add_spine(S: list, p: BodyParams) -> None:
     h, y0 = p.height, p.y_shift
-    levels = [("C3", 84), ("C4", 66), ("C5", 48), ("C6", 30), ("C7", 12), ("T1", -6), ("T2", -25), ("T3", -44),
-              ("T4", -63), ("T5", -82), ("T6", -101), ("T7", -120), ("T8", -139)]
-    for name, zc in levels:
+    for name, zc in SPINE_LEVELS:
         zc *= h
         cerv = name.startswith("C")
         half = (6.5 if cerv else 8.0) * h

@@ -54,23 +54,24 @@ def clinical_row(exam_id: str, phenotype: str, diagnosis: str, seed: int, side: 
     }
 
 
-def _one_exam(out_dir: str, exam_id: str, phenotype: str, diagnosis: str, seed: int, kind: str) -> dict:
+def _one_exam(out_dir: str, exam_id: str, phenotype: str, diagnosis: str, seed: int, kind: str,
+              anatomy: str = "classic") -> dict:
     exam_dir = Path(out_dir) / exam_id
     truth_path = exam_dir / "truth.json"
     if truth_path.exists():
         side = json.loads(truth_path.read_text())["affected_side"]
     else:
         from nervemuscle.phantom.subject import make_subject
-        side = make_subject(phenotype, seed).affected_side
+        side = make_subject(phenotype, seed, anatomy=anatomy).affected_side
     row = clinical_row(exam_id, phenotype, diagnosis, seed, side)
     if not truth_path.exists():
         simulate_exam(out_dir, phenotype, seed, kind=kind, exam_id=exam_id,
-                      patient={"sex": row["sex"], "age": row["age"]})
+                      patient={"sex": row["sex"], "age": row["age"]}, anatomy=anatomy)
     return row
 
 
 def simulate_cohort(out_dir, *, n_als: int, n_mmn: int, n_controls: int = 0, seed: int = 0, kind: str = "2d",
-                    workers: int | None = None, progress: bool = True) -> Path:
+                    workers: int | None = None, progress: bool = True, anatomy: str = "classic") -> Path:
     """Simulate a cohort of exams in parallel processes and write ``out_dir/clinical.csv``.
 
     Exams already present (with ``truth.json``) are reused, so an interrupted run can be resumed.
@@ -87,6 +88,8 @@ def simulate_cohort(out_dir, *, n_als: int, n_mmn: int, n_controls: int = 0, see
         Processes (default: CPU count).
     progress : bool
         Show a rich progress bar.
+    anatomy : {"classic", "adult", "mixed"}
+        Anatomy family of every exam, or ``mixed``: each exam's family drawn from its phenotype and seed.
 
     Returns
     -------
@@ -94,6 +97,9 @@ def simulate_cohort(out_dir, *, n_als: int, n_mmn: int, n_controls: int = 0, see
     """
     if kind not in EXAM_KINDS:
         raise ValueError(f"kind must be one of {sorted(EXAM_KINDS)}, got {kind!r}")
+    from nervemuscle.phantom.subject import ANATOMY_CHOICES
+    if anatomy not in ANATOMY_CHOICES:
+        raise ValueError(f"anatomy must be one of {ANATOMY_CHOICES}, got {anatomy!r}")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +108,8 @@ def simulate_cohort(out_dir, *, n_als: int, n_mmn: int, n_controls: int = 0, see
     jobs = []
     for g, ((phenotype, tag, diagnosis), n) in enumerate(zip(GROUPS, (n_als, n_mmn, n_controls))):
         for i in range(n):
-            jobs.append((str(out_dir), f"{tag}-{i + 1:03d}", phenotype, diagnosis, subject_seed(seed, g, i), kind))
+            jobs.append((str(out_dir), f"{tag}-{i + 1:03d}", phenotype, diagnosis, subject_seed(seed, g, i), kind,
+                         anatomy))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     rows = []
     bar = None

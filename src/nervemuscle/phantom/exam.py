@@ -26,7 +26,7 @@ def _safe_name(text: str) -> str:
 
 def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendor: str | None = None,
                   snr: float | None = None, bias: float = 0.0, field_strength: float = 3.0,
-                  exam_id: str | None = None, patient: dict | None = None) -> Path:
+                  exam_id: str | None = None, patient: dict | None = None, anatomy: str = "classic") -> Path:
     """Simulate one exam of a virtual subject and write it under ``out_dir/<exam_id>/``.
 
     Parameters
@@ -46,6 +46,9 @@ def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendo
         Folder name and PatientID; default ``<PHENOTYPE>-<seed>``.
     patient : dict, optional
         ``name``, ``sex`` (M/F), ``age`` for the DICOM header.
+    anatomy : {"classic", "adult", "mixed"}
+        Anatomy family (``mixed``: drawn from phenotype and seed); recorded as ``anatomy_family`` in
+        ``truth.json``.
 
     Returns
     -------
@@ -53,7 +56,7 @@ def simulate_exam(out_dir, phenotype: str, seed: int, *, kind: str = "2d", vendo
     """
     if kind not in EXAM_KINDS:
         raise ValueError(f"kind must be one of {sorted(EXAM_KINDS)}, got {kind!r}")
-    subject = make_subject(phenotype, seed, field_strength=field_strength)
+    subject = make_subject(phenotype, seed, field_strength=field_strength, anatomy=anatomy)
     if vendor is None:
         vendor = VENDORS[int(subject_rng(phenotype, seed).integers(len(VENDORS)) + seed) % len(VENDORS)]
     if vendor not in VENDORS:

@@ -14,6 +14,11 @@ from nervemuscle.protocol import default_protocol
 
 PHENOTYPES = ("normal", "als", "mmn")
 _PHENOTYPE_CODE = {"normal": 0, "als": 1, "mmn": 2}
+#: Anatomy families: ``classic`` (:mod:`~nervemuscle.phantom.anatomy`, the original phantom) and ``adult``
+#: (:mod:`~nervemuscle.phantom.adult`, built independently from published adult dimensions).
+ANATOMY_FAMILIES = ("classic", "adult")
+#: Accepted ``anatomy`` values: a family, or ``mixed`` (the family drawn from the seed, see :func:`resolve_family`).
+ANATOMY_CHOICES = (*ANATOMY_FAMILIES, "mixed")
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Subject:
     normal_anatomy: Anatomy | None
     root_centerlines: dict
     volume_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    family: str = "classic"
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +52,24 @@ def _protocol() -> dict:
 def subject_rng(phenotype: str, seed: int) -> np.random.Generator:
     """The deterministic random generator of a (phenotype, seed) pair."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), _PHENOTYPE_CODE[phenotype], 3]))
+
+
+def resolve_family(anatomy: str, phenotype: str, seed: int) -> str:
+    """The anatomy family of a subject: ``anatomy`` itself, or for ``mixed`` one drawn from (phenotype, seed)
+    with equal odds.
+
+    Raises
+    ------
+    ValueError
+        ``anatomy`` is not one of :data:`ANATOMY_CHOICES`.
+    """
+    if anatomy not in ANATOMY_CHOICES:
+        raise ValueError(f"anatomy must be one of {ANATOMY_CHOICES}, got {anatomy!r}")
+    if anatomy != "mixed":
+        return anatomy
+    code = _PHENOTYPE_CODE.get(phenotype, 9)
+    draw = np.random.SeedSequence([int(seed), code, 41]).generate_state(1)[0]
+    return ANATOMY_FAMILIES[int(draw) % len(ANATOMY_FAMILIES)]
 
 
 def draw_body(rng: np.random.Generator) -> BodyParams:
@@ -77,13 +101,15 @@ def root_lesion(rp, normal_csa_ratio: float, measure: tuple[float, float]) -> di
     return None
 
 
-def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: dict, normal: Anatomy,
-                      *, tolerance: float = 0.003, iterations: int = 6, cache: dict | None = None) -> Anatomy:
+def calibrate_atrophy(body, root_csa: dict, lesions: dict, targets: dict, normal: Anatomy,
+                      *, tolerance: float = 0.003, iterations: int = 6, cache: dict | None = None,
+                      builder=build_anatomy) -> Anatomy:
     """Anatomy whose atrophic muscles lose exactly the drawn volume fraction (to ``tolerance``).
 
     Shrinking a shape by its drawn factor does not give the same volume loss inside the field of view
     (shells, clipping, other solids on top), so the shape factor is corrected by fixed-point iteration on
-    the volumes inside the T1 axial field of view, the series used for muscle measurements.
+    the volumes inside the T1 axial field of view, the series used for muscle measurements. ``builder`` is
+    the anatomy family's ``build_*_anatomy(body, root_csa, lesions, muscle_scale)``.
     """
     from types import SimpleNamespace
 
@@ -95,7 +121,7 @@ def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: 
     normal_ml = muscle_volumes_ml(normal, bounds, labels=set(labels), cache=cache)
     scale = {k: 1.0 - a for k, a in targets.items()}
     for _ in range(iterations):
-        anatomy = build_anatomy(body, root_csa, lesions, scale)
+        anatomy = builder(body, root_csa, lesions, scale)
         measured: dict = {}
         ml = muscle_volumes_ml(anatomy, bounds, labels=set(labels), cache=measured)
         worst = 0.0
@@ -112,7 +138,7 @@ def calibrate_atrophy(body: BodyParams, root_csa: dict, lesions: dict, targets: 
     return anatomy
 
 
-def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> Subject:
+def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0, anatomy: str = "classic") -> Subject:
     """Draw a virtual subject.
 
     Parameters
@@ -122,6 +148,9 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
         Same seed and phenotype -> identical subject; body size and pose vary with the seed.
     field_strength : {1.5, 3.0}
         Tesla; sets relaxation times.
+    anatomy : {"classic", "adult", "mixed"}
+        Anatomy family (:data:`ANATOMY_FAMILIES`); ``mixed`` draws one from the seed. The pathology model,
+        signal physics and ground truth are the same for every family.
 
     Returns
     -------
@@ -131,8 +160,15 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
         raise ValueError(f"phenotype must be one of {PHENOTYPES}, got {phenotype!r}")
     if field_strength not in (1.5, 3.0):
         raise ValueError(f"field_strength must be 1.5 or 3.0, got {field_strength}")
-    rng = subject_rng(phenotype, seed)
-    body = draw_body(rng)
+    family = resolve_family(anatomy, phenotype, seed)
+    if family == "adult":
+        from nervemuscle.phantom import adult
+
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), _PHENOTYPE_CODE[phenotype], 3, 1]))
+        body, builder = adult.draw_body(rng), adult.build_adult_anatomy
+    else:
+        rng = subject_rng(phenotype, seed)
+        body, builder = draw_body(rng), build_anatomy
     affected = None if phenotype == "normal" else str(rng.choice(SIDES))
     pathology = draw_pathology(phenotype, rng, affected, nerve_t2=base_tissue("nerve", field_strength).t2,
                                muscle_t2=base_tissue("muscle", field_strength).t2, protocol=_protocol())
@@ -144,13 +180,13 @@ def make_subject(phenotype: str, seed: int, *, field_strength: float = 3.0) -> S
     targets = {k: mp.atrophy for k, mp in pathology.muscles.items() if mp.atrophy > 0}
     cache: dict = {}
     if targets:
-        normal_anatomy = build_anatomy(body, root_csa, {}, {})
-        anatomy = calibrate_atrophy(body, root_csa, lesions, targets, normal_anatomy, cache=cache)
+        normal_anatomy = builder(body, root_csa, {}, {})
+        anatomy = calibrate_atrophy(body, root_csa, lesions, targets, normal_anatomy, cache=cache, builder=builder)
     else:
-        anatomy = normal_anatomy = build_anatomy(body, root_csa, lesions, {})
+        anatomy = normal_anatomy = builder(body, root_csa, lesions, {})
     centerlines = {k: rm.extraforaminal(0.0, 45.0) for k, rm in anatomy.roots.items()}
     return Subject(
         id=f"{phenotype.upper()}-{seed:05d}", phenotype=phenotype, seed=int(seed), field_strength=float(field_strength),
         affected_side=affected, body=body, pathology=pathology, anatomy=anatomy, normal_anatomy=normal_anatomy,
-        root_centerlines=centerlines, volume_cache=cache,
+        root_centerlines=centerlines, volume_cache=cache, family=family,
     )

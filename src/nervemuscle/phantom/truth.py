@@ -176,7 +176,13 @@ def exam_truth(subject, acquisitions: list[str], *, protocol: dict | None = None
         "label_map": "per voxel the tissue with the largest (slice-profile weighted) fraction",
         **{f"summary.{k}": v for k, v in proto["summary_rules"].items()},
     }
+    rules["vertebral_levels"] = ("world RAS+ centre (mm) of each vertebral body of the phantom; z_mm its height, "
+                                 "for checking level names")
+    levels = {name: {"center_mm": [round(float(v), 3) for v in c], "z_mm": round(float(c[2]), 3)}
+              for name, c in subject.anatomy.landmarks.get("vertebrae", {}).items()}
     return {
+        "anatomy_family": getattr(subject, "family", "classic"), "vertebral_levels": levels,
+        "field_of_view_top_z_mm": round(float(series_grid(subject, muscle_acq).bounds[1][2]), 3),
         "phenotype": subject.phenotype, "seed": subject.seed, "field_strength_T": field,
         "affected_side": subject.affected_side, "fluid_series": fluid.role if fluid.role != "dixon" else "dixon_water",
         "nerves": nerves, "muscles": muscles, "summary": summarize(nerves, muscles), "rules": rules,
