@@ -136,3 +136,30 @@ def test_unreadable_input_is_exit_2_naming_it(what):
     finally:
         subprocess.run(["chmod", "-R", "u+rwX", str(work)], check=False)
         subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def _die_once(task, marker_dir: str) -> dict:
+    """A batch task whose first run kills its worker process (as the OOM killer would)."""
+    marker = Path(marker_dir) / task.name
+    if not marker.exists():
+        marker.write_text("died once")
+        os._exit(1)
+    return {"exam": task.name, "status": "ok"}
+
+
+def test_worker_deaths_that_dask_retried_are_recorded(tmp_path, capsys):
+    from distributed import Client, LocalCluster
+
+    from nervemuscle.batch import ExamTask, map_exams, write_worker_deaths
+
+    tasks = [ExamTask("e1", tmp_path), ExamTask("e2", tmp_path)]
+    (tmp_path / "markers").mkdir()
+    (tmp_path / "markers" / "e2").write_text("never dies")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=50) as cluster, Client(cluster) as client:
+        records = map_exams(client, _die_once, tasks, str(tmp_path / "markers"), progress=False)
+    deaths = {r["exam"]: r["worker_deaths"] for r in records}
+    assert deaths["e1"] == 1 and all(r["status"] == "ok" for r in records)  # e2 counts too if it was queued there
+    path = write_worker_deaths(tmp_path, records)
+    assert path.read_text().startswith("exam,worker_deaths,status\ne1,1,ok\n")
+    assert "warning: e1: a worker holding it died 1 time(s)" in capsys.readouterr().err

@@ -12,7 +12,8 @@ Exam discovery (walking ``root`` top-down, never below an exam, skipping hidden 
 
 Outputs in ``out``: ``<exam>/`` (what :func:`nervemuscle.pipeline.analyze_exam` writes) with
 ``<exam>/.done.json`` (hash of the input file list + sizes + mtimes, protocol hash, status);
-``failures.csv`` (exam, error_type, reason); ``findings.parquet`` (one row per exam: summary);
+``failures.csv`` (exam, error_type, reason); ``worker_deaths.csv`` (exams whose worker died and that Dask ran
+again, when any); ``findings.parquet`` (one row per exam: summary);
 ``nerves.parquet`` and ``muscles.parquet`` (one row per exam and root / muscle).
 An exam whose input hash and protocol hash match its ``.done.json`` is skipped, including exams that
 failed with an expected error (bad input, not assessable); unexpected errors are retried. A failed exam's
@@ -26,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -239,11 +241,34 @@ def write_failures(out: Path, failures: list[dict[str, str]]) -> Path:
     return out / "failures.csv"
 
 
+def write_worker_deaths(out: Path, records: list[dict[str, Any]]) -> Path | None:
+    """``out/worker_deaths.csv`` (exam, worker_deaths, status) of this run's exams whose worker died at least
+    once (Dask ran them again, see :func:`map_exams`); a warning line per exam on stderr. Nothing is written when none died (an earlier
+    run's file is removed, so the file always describes the latest run)."""
+    died = sorted((r for r in records if r.get("worker_deaths")), key=lambda r: r["exam"])
+    path = out / "worker_deaths.csv"
+    if not died:
+        path.unlink(missing_ok=True)
+        return None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["exam", "worker_deaths", "status"])
+    for r in died:
+        writer.writerow([r["exam"], r["worker_deaths"], r.get("status", "")])
+        sys.stderr.write(f"warning: {r['exam']}: a worker holding it died {r['worker_deaths']} time(s) (out of "
+                         f"memory or killed); Dask ran it again: {r.get('status')}\n")
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
 def map_exams(client, func: Callable[..., dict[str, Any]], tasks: list[ExamTask], *args: Any,
               progress: bool = True) -> list[dict[str, Any]]:
     """Run ``func(task, *args)`` for every task on the Dask ``client``; collect the records as they finish.
 
-    A task whose worker dies is recorded as failed (``error_type`` from the Dask exception); the others go on.
+    A task whose worker dies is run again by Dask on another worker (up to ``distributed.scheduler.allowed-failures``
+    times) and then recorded as failed (``error_type`` from the Dask exception); the others go on. Each record
+    gets ``worker_deaths``: how many times a worker holding it (running or queued) died, from the scheduler's
+    count, so that deaths Dask retried are not lost.
     """
     from distributed import as_completed
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -264,7 +289,18 @@ def map_exams(client, func: Callable[..., dict[str, Any]], tasks: list[ExamTask]
                           "reason": (str(exc).splitlines() or ["worker failed"])[0]}
             records.append(record)
             bar.update(job, advance=1, description=f"{task.name}: {record['status']}")
+    deaths = client.run_on_scheduler(_worker_deaths, keys=[f.key for f in futures])
+    names = {f.key: task.name for f, task in futures.items()}
+    by_name = {names[k]: n for k, n in deaths.items()}
+    for record in records:
+        record["worker_deaths"] = by_name.get(record["exam"], 0)
     return records
+
+
+def _worker_deaths(keys: list[str], dask_scheduler=None) -> dict[str, int]:
+    """On the scheduler: for each task key, how many workers died while holding it (``TaskState.suspicious``)."""
+    tasks = dask_scheduler.tasks
+    return {k: int(tasks[k].suspicious) for k in keys if k in tasks and tasks[k].suspicious}
 
 
 def _client(workers: int | None, scheduler: str | None):
@@ -344,6 +380,7 @@ def analyze_batch(root: str | Path, out: str | Path, *, workers: int | None = No
                 cluster.close()
     failures = [r for r in records + carried if r.get("status") != "ok"]
     write_failures(out, failures)
+    write_worker_deaths(out, records)
     gather(out, [t.name for t in tasks])
     return BatchResult(
         analysed=sum(r.get("status") == "ok" for r in records), skipped=len(carried), failed=len(failures),
