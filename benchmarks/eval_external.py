@@ -10,12 +10,13 @@ Both truth formats are read: the external exams' (root centerlines in DICOM LPS,
 phantom's (``centerline_mm`` in RAS+, ``visible`` roots, ``in_fov`` muscles); field names are those of
 ``findings.json``. What is scored:
 
-- muscles (truth muscles in the field of view, by default the six shoulder-girdle muscles that both formats
-  carry; the scalenes are not scored by the external truth): *found* = graded in ``findings["muscles"]``;
-  *not assessable* = named in ``findings["not_assessable"]`` (or all of them when the item is ``muscles``);
-  *missing* = neither. Volume error (median of |found - true| / true, found muscles), and for edema, atrophy
-  and fat grade the 4 x 4 confusion (rows truth, columns found) and sensitivity / specificity of grade >= 1
-  over found muscles.
+- muscles (truth muscles with at least 5 ml inside the field of view, by default the six shoulder-girdle
+  muscles that both formats carry; the scalenes are not scored by the external truth): *found* = graded in
+  ``findings["muscles"]``; *not assessable* = named in ``findings["not_assessable"]`` (or all of them when the
+  item is ``muscles``); *missing* = neither; truth muscles with less in view (cut by the field of view) are
+  counted apart, with how many of them were graded. Volume error (median of |found - true| / true, found
+  muscles), and for edema, atrophy and fat grade the 4 x 4 confusion (rows truth, columns found) and
+  sensitivity / specificity of grade >= 1 over found muscles.
 - roots (visible truth roots): *reported* = a root of that segment and side in ``findings["nerves"]``;
   *detected* = some reported centerline runs along the true one (geometry, :func:`nervemuscle.nerve.
   evaluation.match_roots`, 3 mm); *label correct* = the geometric match carries the true segment and side;
@@ -51,6 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: Muscles scored by default: those the external truth carries (its scalenes are not scored).
 SCORED_MUSCLES = ("deltoid", "infraspinatus", "pectoralis_major", "subscapularis", "supraspinatus", "trapezius")
 GRADES = ("edema_grade", "atrophy_grade", "fat_grade")
+#: Truth muscles with less than this volume (ml) inside the field of view are counted apart (see score_exam):
+#: a few hundred voxels of a 1.2 x 1.2 x 4.4 mm T1 series, mostly partial-volume border.
+MIN_IN_VIEW_ML = 5.0
 STUDY_KEYS = ("abnormal", "nerve_abnormal", "muscle_abnormal", "muscle_atrophy", "muscle_edema")
 SEVERITY_KEYS = ("nerve_severity", "muscle_severity")
 
@@ -71,7 +75,7 @@ def _muscle_status(findings: dict, name: str, side: str) -> tuple[str, dict | No
 
 
 def score_exam(findings: dict, truth: dict, muscles: tuple[str, ...] | None = SCORED_MUSCLES,
-               match_mm: float = 3.0) -> dict[str, Any]:
+               match_mm: float = 3.0, min_in_view_ml: float = MIN_IN_VIEW_ML) -> dict[str, Any]:
     """Per-muscle, per-root and study-level comparison of one exam's findings with its truth.
 
     Parameters
@@ -84,6 +88,9 @@ def score_exam(findings: dict, truth: dict, muscles: tuple[str, ...] | None = SC
         Muscle names scored (``None``: every truth muscle).
     match_mm : float
         Median centerline distance under which a reported root counts as running along a true one.
+    min_in_view_ml : float
+        Truth muscles with less volume than this inside the field of view are rows with ``"small": True``:
+        :func:`pool` counts them apart (not assessable is then the right answer, a grade is not wrong).
 
     Returns
     -------
@@ -96,6 +103,7 @@ def score_exam(findings: dict, truth: dict, muscles: tuple[str, ...] | None = SC
             continue
         status, item = _muscle_status(findings, t["name"], t["side"])
         row = {"name": t["name"], "side": t["side"], "status": status,
+               "small": t.get("volume_ml") is not None and t["volume_ml"] < min_in_view_ml,
                "volume_ml": None if item is None else item.get("volume_ml"), "true_volume_ml": t.get("volume_ml")}
         for key in GRADES:
             row[key] = None if item is None else item.get(key)
@@ -140,13 +148,16 @@ def _median_pct(values: list[float]) -> float | None:
 
 def pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """Pool :func:`score_exam` outputs of one or more exams into the figures (fractions 0-1, errors in %)."""
-    mus = [r for s in scores for r in s["muscles"]]
+    small = [r for s in scores for r in s["muscles"] if r.get("small")]
+    mus = [r for s in scores for r in s["muscles"] if not r.get("small")]
     found = [r for r in mus if r["status"] == "found"]
     vol = [abs(r["volume_ml"] / r["true_volume_ml"] - 1.0) for r in found if r["volume_ml"] is not None
            and r["true_volume_ml"]]
     out: dict[str, Any] = {
         "exams": len(scores),
         "muscles_scored": len(mus),
+        "muscles_small_in_view": len(small),
+        "muscles_small_graded": sum(r["status"] == "found" for r in small),
         "muscles_found": _frac(len(found), len(mus)),
         "muscles_not_assessable": _frac(sum(r["status"] == "not_assessable" for r in mus), len(mus)),
         "muscles_missing": _frac(sum(r["status"] == "missing" for r in mus), len(mus)),
@@ -231,7 +242,8 @@ def analyze_exams(exam_dirs: list[Path], outputs: Path, dicom_subdir: str = "dic
 
 #: Rows of the printed table: (label, key in the pooled figures, format).
 TABLE_ROWS = (
-    ("muscles scored", "muscles_scored", "d"), ("muscles found", "muscles_found", "f"),
+    ("muscles scored", "muscles_scored", "d"), ("muscles < 5 ml in view (apart)", "muscles_small_in_view", "d"),
+    ("muscles found", "muscles_found", "f"),
     ("muscles not assessable", "muscles_not_assessable", "f"), ("muscles missing", "muscles_missing", "f"),
     ("muscle volume median err %", "muscle_volume_median_error_pct", "p"),
     ("atrophy sens", "atrophy.sensitivity", "f"), ("atrophy spec", "atrophy.specificity", "f"),

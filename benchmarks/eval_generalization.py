@@ -205,8 +205,13 @@ def muscle_dice(ours, truth_labels_path: Path, truth_muscles: list[dict],
 
 
 def _t1_label_file(exam: Path, truth: dict) -> Path | None:
-    number = next((s["series_number"] for s in truth.get("series", []) if s.get("role") == "t1"), None)
-    found = sorted((exam / "labels").glob(f"{number}_*labels.nii.gz")) if number is not None else []
+    """The phantom label map of the exam's T1 series (``series[].labels``, else ``labels/<number>_*``)."""
+    series = next((s for s in truth.get("series", []) if s.get("role") == "t1"), None)
+    if series is None:
+        return None
+    if series.get("labels") and (exam / series["labels"]).is_file():
+        return exam / series["labels"]
+    found = sorted((exam / "labels").glob(f"{series['series_number']}_*labels.nii.gz"))
     return found[0] if found else None
 
 
