@@ -290,6 +290,9 @@ def acquire(subject, acq: "Acquisition | str", *, snr: float | None = None, bias
     pv = render_partial_volume(subject.anatomy, grid, acq.supersample)
     water_lut, fat_lut = signal_tables(subject, acq)
     water, fat = pv.blend(water_lut), pv.blend(fat_lut)
+    effects = getattr(subject.anatomy, "effects", None)      # tissue details and artefacts (adult family)
+    if effects is not None:
+        water, fat = effects.tissue(subject, acq, grid, pv.labels, water, fat)
     if seed is None:
         seed = int(np.random.SeedSequence([subject.seed, sum(map(ord, acq.name)), sum(map(ord, subject.phenotype))])
                    .generate_state(1)[0])
@@ -305,11 +308,15 @@ def acquire(subject, acq: "Acquisition | str", *, snr: float | None = None, bias
         images = {"water": np.abs(water), "fat": np.abs(fat), "in": np.abs(water + c_in * fat),
                   "opp": np.abs(water + c_opp * fat)}
     elif acq.role == "t2fs":
-        images = {"t2fs": np.abs(water + _fat_residual_map(grid, acq.fat_residual) * fat)}
+        residual = effects.fat_residual(grid, acq.fat_residual) if effects is not None else \
+            _fat_residual_map(grid, acq.fat_residual)
+        images = {"t2fs": np.abs(water + residual * fat)}
     else:
         images = {acq.role: np.abs(water + fat)}
     out = {}
     for role, img in images.items():
+        if effects is not None and not noise_free:
+            img = effects.corrupt(img, grid, pv.labels, sigma * (snr or acq.snr))
         img = img * field
         if not noise_free:
             img = _rician(img, sigma, rng)

@@ -19,12 +19,13 @@ artefacts (:mod:`nervemuscle.phantom.artefacts`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
 from nervemuscle.phantom.anatomy import ROOT_LABEL_END_MM, Anatomy, RootModel, root_radius_profile
+from nervemuscle.phantom.artefacts import ImageEffects, draw_effects
 from nervemuscle.phantom.solids import Cut, Group, Minus, StarBody, Superquadric, SweptOval, smooth_curve
 
 T = TISSUE_LABELS
@@ -69,6 +70,7 @@ class AdultBody:
     root_ovality: dict = field(default_factory=dict)   # (segment, side) -> a/b of the root section
     root_jitter: dict = field(default_factory=dict)    # (segment, side) -> (3,) mm
     nodes: tuple = ()            # lymph nodes: ((x, y, z), (a, b, c)) in the frame before shift
+    effects: ImageEffects | None = None   # artefact strengths; junction_z relative to the T1 body, nodes unset
 
 
 def draw_body(rng: np.random.Generator) -> AdultBody:
@@ -94,7 +96,15 @@ def draw_body(rng: np.random.Generator) -> AdultBody:
         root_ovality={(seg, s): float(rng.uniform(1.15, 1.45)) for seg in ROOTS for s in SIDES},
         root_jitter={(seg, s): tuple(float(v) for v in rng.normal(0.0, [2.5, 1.5, 2.0])) for seg in ROOTS for s in SIDES},
         nodes=tuple(nodes),
+        effects=draw_effects(rng, 8.0, (), int(rng.integers(2**31))),
     )
+
+
+@dataclass
+class AdultAnatomy(Anatomy):
+    """:class:`~nervemuscle.phantom.anatomy.Anatomy` plus the subject's tissue details and artefacts."""
+
+    effects: ImageEffects | None = None
 
 
 # --- spine -------------------------------------------------------------------------------------------
@@ -287,7 +297,7 @@ def _trunk(body: AdultBody) -> StarBody:
     sx, sy = body.shift
     # knots: below the axilla, shoulder level (humeral heads), acromion/top of shoulders, base of neck, neck
     z = np.array([-260, -90, -45, -12, 4, 30, 60, 100, 170.0]) * s
-    rx = np.array([140, 140, 146, 158, 150, 88, 60, 58, 58.0]) * s * w + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.5, 0.5, 0.5])
+    rx = np.array([140, 140, 146, 162, 160, 104, 62, 58, 58.0]) * s * w + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.5, 0.5, 0.5])
     ry = np.array([96, 96, 92, 80, 66, 72, 68, 66, 68.0]) * s + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5])
     # the section centre moves forward in the chest: a first harmonic (sin theta) shifts the outline in y
     cy = np.array([12, 12, 8, -4, -10, -12, -12, -12, -10.0]) * s
@@ -480,7 +490,8 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
         m = SIGN[side]
         hh = g["head"][side]
         reach = 58.0 * s * body.muscle + body.fat_mm * 0.9
-        limbs[side] = (Superquadric(hh + [m * 6, 2, -6], [reach + 2, reach + 4, reach + 2], np.eye(3), 2.0, 2.2),
+        top = 44.0 * s * body.muscle + body.fat_mm * 0.9
+        limbs[side] = (Superquadric(hh + [m * 6, 2, -12], [reach + 2, reach + 4, top + 12], np.eye(3), 2.0, 2.2),
                        _sweep([hh + [m * 6, 2, -10], hh + [m * 4, 4, -90], hh + [m * 2, 4, -300 * s]],
                               [reach - 2, reach - 12, reach - 16], [reach, reach - 8, reach - 14], up=(1.0, 0.0, 0.0), step=1.0))
     add((T["skin"], Group([trunk, *[p for pair in limbs.values() for p in pair]])))
@@ -569,6 +580,10 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
         add((T["artery"], _sweep([[sx + m * 40 * s, sy + 20 * s, t1 - 6 * s], [sx + m * 70 * s, sy + 4 * s, vert["C7"].center[2]],
                                   [sx + m * 100 * s, sy - 30 * s, vert["C7"].center[2] - 6], [sx + m * 120 * s, sy - 55 * s, t1 - 10]],
                                  1.4, 1.4, up=(1.0, 0.0, 0.0), step=0.5)))
+    # lymph nodes (soft tissue in the label map; their signal is set by the image effects)
+    nodes = tuple((tuple(float(v) for v in np.add(c, [sx, sy, 0.0]) * [1, 1, s]), semi) for c, semi in body.nodes)
+    for centre, semi in nodes:
+        add((T["soft_tissue"], Superquadric(centre, semi)))
     # plexus: fat sleeve, roots, small veins beside them, trunks
     roots = {}
     for side in SIDES:
@@ -608,6 +623,8 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
     landmarks = {
         "c4_z": float(vert["C4"].center[2]), "fov_top_z": float(fov_top), "y_center": float(sy + 5.0 * s),
         "vertebrae": {n: np.round(v.center, 3).tolist() for n, v in vert.items()},
-        "nodes": [(tuple(np.add(c, [sx, sy, 0.0])), semi) for c, semi in body.nodes],
     }
-    return Anatomy(S, roots, landmarks)
+    effects = None
+    if body.effects is not None:
+        effects = replace(body.effects, junction_z=float(vert["T1"].center[2] + body.effects.junction_z), nodes=nodes)
+    return AdultAnatomy(S, roots, landmarks, effects)

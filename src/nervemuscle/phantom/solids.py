@@ -147,8 +147,8 @@ class SweptOval:
 
     ``up`` sets the normal at the first sample (parallel-transported along the curve), so ``a`` is the
     semi-axis that lies nearest to ``up``. The section area is ``pi a b``. A point is inside when, for the
-    centerline sample nearest to its projection on the local chord (pieces of :data:`CHUNK_MM`), it lies in
-    that sample's oval and within 3/4 of a sample step of its plane (a union of thin oval discs).
+    centerline sample nearest along the local tangent (pieces of :data:`CHUNK_MM`, each measured in the
+    frame of its middle sample), it lies in that sample's oval and within 3/4 of a sample step of it.
     """
 
     curve: np.ndarray
@@ -190,13 +190,12 @@ class SweptOval:
         return np.sqrt((self.a[:, None] * n) ** 2 + (self.b[:, None] * b) ** 2) + step * np.abs(t) + 0.05
 
     @cached_property
-    def _c32(self) -> np.ndarray:
-        return self.curve.astype(np.float32)
+    def _inv_a(self) -> np.ndarray:
+        return (1.0 / self.a).astype(np.float32)
 
     @cached_property
-    def _f32(self) -> np.ndarray:
-        t, n, b = self._frames
-        return np.hstack([t, n / self.a[:, None], b / self.b[:, None]]).astype(np.float32)
+    def _inv_b(self) -> np.ndarray:
+        return (1.0 / self.b).astype(np.float32)
 
     @cached_property
     def _step(self) -> float:
@@ -227,25 +226,28 @@ class SweptOval:
             sl = [slice(*np.searchsorted(a, [l, h])) for a, l, h in zip(axes, lo, hi)]
             if any(q.stop <= q.start for q in sl):
                 continue
-            X = axes[0][sl[0]][:, None, None].astype(np.float32)
-            Y = axes[1][sl[1]][None, :, None].astype(np.float32)
-            Z = axes[2][sl[2]][None, None, :].astype(np.float32)
-            chord = pts[-1] - pts[0]
-            length = float(np.linalg.norm(chord))
-            if len(idx) == 1 or length < 1e-9:
-                k = np.zeros(np.broadcast_shapes(X.shape, Y.shape, Z.shape), np.int64)
+            mid = idx[len(idx) // 2]
+            tm, nm, bm = t[mid], n[mid], b[mid]
+            X = axes[0][sl[0]][:, None, None].astype(np.float32) - np.float32(pts[0][0])
+            Y = axes[1][sl[1]][None, :, None].astype(np.float32) - np.float32(pts[0][1])
+            Z = axes[2][sl[2]][None, None, :].astype(np.float32) - np.float32(pts[0][2])
+            # coordinates in the frame of the piece's middle sample (it turns little over CHUNK_MM)
+            rel = (pts - pts[0]).astype(np.float32)
+            along = X * np.float32(tm[0]) + Y * np.float32(tm[1]) + Z * np.float32(tm[2])
+            s_rel = (rel @ tm).astype(np.float32)
+            if len(idx) == 1:
+                k = np.zeros(along.shape, np.int64)
+                gap = np.abs(along)
             else:
-                u = (chord / length * (len(idx) - 1) / length).astype(np.float32)
-                frac = (X - np.float32(pts[0][0])) * u[0] + (Y - np.float32(pts[0][1])) * u[1] + (Z - np.float32(pts[0][2])) * u[2]
-                k = np.clip(np.rint(frac), 0, len(idx) - 1).astype(np.int64)
-            g = idx[k]
-            c = self._c32[g]
-            dx, dy, dz = X - c[..., 0], Y - c[..., 1], Z - c[..., 2]
-            f = self._f32[g]          # t (0:3), n / a (3:6), b / b (6:9)
-            along = dx * f[..., 0] + dy * f[..., 1] + dz * f[..., 2]
-            du = dx * f[..., 3] + dy * f[..., 4] + dz * f[..., 5]
-            dv = dx * f[..., 6] + dy * f[..., 7] + dz * f[..., 8]
-            hit = (du * du + dv * dv <= 1.0) & (np.abs(along) <= np.float32(0.75 * step))
+                k = np.clip(np.searchsorted(s_rel, along), 1, len(idx) - 1)
+                left = along - s_rel[k - 1] < s_rel[k] - along
+                k = k - left
+                gap = np.abs(along - s_rel[k])
+            du = X * np.float32(nm[0]) + Y * np.float32(nm[1]) + Z * np.float32(nm[2]) - (rel @ nm).astype(np.float32)[k]
+            dv = X * np.float32(bm[0]) + Y * np.float32(bm[1]) + Z * np.float32(bm[2]) - (rel @ bm).astype(np.float32)[k]
+            du *= self._inv_a[idx][k]
+            dv *= self._inv_b[idx][k]
+            hit = (du * du + dv * dv <= 1.0) & (gap <= np.float32(0.75 * step))
             out[sl[0], sl[1], sl[2]] |= hit
         return out
 
