@@ -78,7 +78,7 @@ def table(all_results: dict) -> str:
 
 
 #: Accuracy evaluations run as ``python -m benchmarks NAME [ARGS]``: modules with their own ``main(argv)``.
-EVALUATIONS = ("eval_external", "eval_generalization")
+EVALUATIONS = ("eval_external", "eval_generalization", "eval_muscle_methods")
 
 
 def write_results(results: dict, out: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nervemuscle.errors import BadInputError, NotAssessableError
-from nervemuscle.findings import build_findings, validate_findings, write_findings
+from nervemuscle.findings import build_findings, plain, validate_findings, write_findings
 from nervemuscle.outputs import atomic_output_dir, refuse_overlap
 from nervemuscle.protocol import load_protocol
 from nervemuscle.volume import Volume
@@ -238,6 +238,7 @@ def analyze(
     muscle_labels = nerve_labels = None
     muscle_reference = None
     nerve_reference: dict[str, Any] = {}
+    muscle_details: dict[str, Any] = {}
 
     if choice.t1 is not None:
         _step(on_step, "muscle", t1=_label(choice.t1))
@@ -255,8 +256,8 @@ def analyze(
             muscles = list(result.muscles)
             not_assessable += list(result.not_assessable)
             muscle_labels = result.label_map
-            n_graded = len(result.muscles) + sum(1 for n in result.not_assessable if n.get("item") != "muscles")
-            if n_graded and len(result.muscles) >= MUSCLE_REFERENCE_MIN_FOUND * n_graded:
+            muscle_details = dict(result.reference)
+            if result.assessed_fraction >= MUSCLE_REFERENCE_MIN_FOUND:
                 muscle_reference = result.reference_signal
         timings["muscle"] = time.perf_counter() - t
 
@@ -282,6 +283,8 @@ def analyze(
                               nerves=nerves, muscles=muscles, not_assessable=not_assessable)
     if nerve_reference:
         findings["nerve_reference"] = nerve_reference
+    if muscle_details:
+        findings["muscle_reference"] = plain(muscle_details)
     validate_findings(findings, exam_dir)
     timings["total_analysis"] = time.perf_counter() - t0
     return ExamAnalysis(exam_id=findings["exam_id"], findings=findings, protocol=protocol, choice=choice,

@@ -67,6 +67,8 @@ class MuscleAnalysis:
     label_map: Volume
     reference_signal: float | None
     reference: dict[str, Any] = field(default_factory=dict)
+    #: Fraction of the graded muscles that were assessable (segmented and passing the quality gate).
+    assessed_fraction: float = 0.0
 
 
 def _codes() -> list[tuple[str, str, int]]:
@@ -332,4 +334,6 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
         "reference_volumes_ml": {f"{m}_{s}": round(v, 1) for (m, s), v in ref_volumes.items()},
         "csa_level": "axial plane through the muscle centroid",
     }
-    return MuscleAnalysis(muscles, not_assessable, label_map, reference_signal, reference)
+    n_missing = sum(1 for m, s, c in _codes() if not assessable[c])
+    return MuscleAnalysis(muscles, not_assessable, label_map, reference_signal, reference,
+                          assessed_fraction=len(muscles) / max(len(muscles) + n_missing, 1))

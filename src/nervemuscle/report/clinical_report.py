@@ -18,7 +18,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
                  "--disable-sync", "--no-first-run"]
 #: Optional item fields shown in the tables (missing ones are shown as n/a).
 NERVE_COLUMNS = ("csa_mm2", "t2_ratio", "thickening_grade", "t2_grade", "grade")
-MUSCLE_COLUMNS = ("volume_ml", "volume_loss", "t2_ratio", "fat_fraction", "edema_grade", "atrophy_grade", "fat_grade")
+MUSCLE_COLUMNS = ("volume_ml", "volume_loss", "t2_ratio", "fat_fraction", "edema_grade", "atrophy_grade", "fat_grade",
+                  "atrophy_reference", "fat_fraction_sd", "segmentation_confidence")
 
 
 @lru_cache(maxsize=1)
@@ -98,6 +99,7 @@ def render_html(findings: dict[str, Any], protocol: dict[str, Any], *, key_image
         f=findings,
         nerves=nerves,
         muscles=muscles,
+        muscle_reference={"atlas_fit": None, **findings.get("muscle_reference", {})},
         protocol=protocol,
         impression=impression(findings),
         key_images=data_uri(key_images) if key_images else None,
