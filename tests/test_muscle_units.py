@@ -113,6 +113,9 @@ def test_atrophy_is_graded_against_the_contralateral_muscle_within_its_uncertain
     assert result[("supraspinatus", "left")].grade is None
     assert "contralateral" in result[("supraspinatus", "left")].reason
     assert result[("supraspinatus", "right")].loss is None
+    cut = assess_atrophy(vols, cv, thr, cut={("deltoid", "right")})
+    assert cut[("deltoid", "left")].grade is None and "field of view" in cut[("deltoid", "left")].reason
+    assert cut[("trapezius", "right")].reason == trap.reason
 
 
 def test_atrophy_with_trusted_expected_volumes_combines_them_with_the_contralateral_muscle():

@@ -151,6 +151,13 @@ def _signals(label_map: Volume, base: Volume, fluid: Volume | None, tissues: tis
             "adipose_signal": tissues.adipose_signal}
 
 
+def inplane_edge_labels(label_map: Volume) -> set[int]:
+    """Labels that reach the first or last row or column of the image (cut by the in-plane field of view)."""
+    d = label_map.data
+    edges = np.concatenate([d[0].ravel(), d[-1].ravel(), d[:, 0].ravel(), d[:, -1].ravel()])
+    return {int(c) for c in np.unique(edges) if c}
+
+
 def fat_fraction_sd(ff: dict[int, float | None], ratios: dict[int, float | None], assessable: dict[int, bool],
                     protocol: dict) -> float:
     """Uncertainty (SD) of a T1 fat-fraction estimate: the robust spread (1.4826 x MAD) of the estimates of
@@ -272,9 +279,11 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
                       + (", edema effect divided out" if te_ratio else ""))
 
     named = {(m, s): (volumes[c] if assessable[c] else None) for m, s, c in _codes()}
+    edge_labels = inplane_edge_labels(label_map)
     atrophy = assess_atrophy(named, {(m, s): stability[c] for m, s, c in _codes()},
                              protocol["muscle"]["atrophy_thresholds"],
-                             expected_ml=None if uncertain_anatomy else ref_volumes)
+                             expected_ml=None if uncertain_anatomy else ref_volumes,
+                             cut={(m, s) for m, s, c in _codes() if c in edge_labels})
     ff_sd = fat_fraction_sd(ff, found["ratios"], assessable, protocol) if not use_dixon else None
     muscles, not_assessable = [], []
     for m, s, c in _codes():

@@ -86,8 +86,8 @@ def _band_grade(value: float, uncertainty: float, thresholds: list[float]) -> tu
 def assess_atrophy(volumes: dict[tuple[str, str], float | None],
                    volume_cv: dict[tuple[str, str], float | None],
                    atrophy_thresholds: list[float],
-                   expected_ml: dict[tuple[str, str], float | None] | None = None
-                   ) -> dict[tuple[str, str], AtrophyAssessment]:
+                   expected_ml: dict[tuple[str, str], float | None] | None = None,
+                   cut: set[tuple[str, str]] = frozenset()) -> dict[tuple[str, str], AtrophyAssessment]:
     """Volume loss and atrophy grade of every muscle (docs/methods.md, "Atrophy").
 
     With ``expected_ml`` (the exam's anatomy is the atlas's, so its expected volumes hold): the normal
@@ -98,7 +98,8 @@ def assess_atrophy(volumes: dict[tuple[str, str], float | None],
     index ``AI = 1 - V_small / V_large`` is the smaller muscle's loss, the larger one's is 0; the uncertainty
     is both sides' volume CVs in quadrature, and a grade is given only when the loss minus its uncertainty
     lies in the same band or still above the first threshold (then the lower grade, :func:`_band_grade`).
-    One side alone is not assessable, and bilateral symmetric atrophy is not detected.
+    One side alone is not assessable, nor a pair of which a muscle is cut by the in-plane edge of the field
+    of view (``cut``: the two sides are then not comparable), and bilateral symmetric atrophy is not detected.
 
     Parameters
     ----------
@@ -110,6 +111,8 @@ def assess_atrophy(volumes: dict[tuple[str, str], float | None],
         The protocol's thresholds.
     expected_ml : {(name, side): ml or None}, optional
         Expected normal volume of each muscle in this exam, when it can be trusted.
+    cut : set of (name, side)
+        Muscles that reach the in-plane edge of the image.
     """
     out: dict[tuple[str, str], AtrophyAssessment] = {}
     combined = volume_losses(volumes, expected_ml, atrophy_thresholds) if expected_ml is not None else {}
@@ -126,6 +129,11 @@ def assess_atrophy(volumes: dict[tuple[str, str], float | None],
         elif not vc:
             out[(name, side)] = AtrophyAssessment(None, None, None, None, None,
                                                   "the contralateral muscle is not assessable")
+        elif (name, side) in cut or other in cut:
+            which = "this muscle" if (name, side) in cut else "the contralateral muscle"
+            out[(name, side)] = AtrophyAssessment(None, None, ai, None, None,
+                                                  f"{which} is cut by the in-plane edge of the field of view, so "
+                                                  "the two sides are not comparable")
         else:
             loss = ai if v < vc else 0.0
             u = float(np.hypot(volume_cv.get((name, side)) or 0.0, volume_cv.get(other) or 0.0))
