@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nervemuscle.anatomy import MUSCLES, SIDES, muscle_label
 from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.findings import build_findings, plain, validate_findings, write_findings
 from nervemuscle.outputs import atomic_output_dir, refuse_overlap
@@ -326,8 +327,11 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
                 vol.with_data(np.asarray(vol.data).astype(np.int16)).save(tmp / "labels" / f"{name}.nii.gz")
                 written[f"labels_{name}"] = f"labels/{name}.nii.gz"
         _step(on_step, "qc")
+        na_items = {n["item"] for n in analysis.findings["not_assessable"]}
+        na_muscles = frozenset(muscle_label(m, s) for m in MUSCLES for s in SIDES
+                               if f"{m.replace('_', ' ')} {s}" in na_items)
         qc = write_qc(tmp / "qc", t1=t1, muscle_labels=analysis.muscle_labels, fluid=fluid,
-                      nerve_labels=analysis.nerve_labels)
+                      nerve_labels=analysis.nerve_labels, muscles_not_assessable=na_muscles)
         written.update({f"qc_{p.stem}": f"qc/{p.name}" for p in qc})
         _step(on_step, "report")
         key = key_images(tmp / "key_images.png", analysis.findings, t1=t1, fluid=fluid,

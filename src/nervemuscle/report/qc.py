@@ -99,12 +99,13 @@ def label_box(labels: np.ndarray, spacing: np.ndarray, margin_mm: float) -> tupl
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
-def legend_items(codes: np.ndarray) -> list[tuple[tuple[int, int, int], str]]:
-    """(colour, name) of each label code present, for :func:`nervemuscle.report.raster.grid`'s legend."""
+def legend_items(codes: np.ndarray, flagged: frozenset[int] = frozenset()) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, name) of each label code present, for :func:`nervemuscle.report.raster.grid`'s legend; codes
+    in ``flagged`` are named "... NOT ASSESSABLE" (segmented, but not graded: see the report)."""
     names = label_names()
     colors = raster.label_colors()
-    return [(tuple(int(v) for v in colors[int(c) % raster.N_LABEL_CODES]), names.get(int(c), str(int(c))))
-            for c in codes]
+    return [(tuple(int(v) for v in colors[int(c) % raster.N_LABEL_CODES]),
+             names.get(int(c), str(int(c))) + (" NOT ASSESSABLE" if int(c) in flagged else "")) for c in codes]
 
 
 def overlay_panel(plane: np.ndarray, labels2d: np.ndarray, window: tuple[float, float], pixel_mm: tuple[float, float],
@@ -119,7 +120,8 @@ def overlay_panel(plane: np.ndarray, labels2d: np.ndarray, window: tuple[float, 
 
 
 def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str, n_slices: int = 12,
-                 crop_margin_mm: float | None = None, panel_width: int = 320) -> Path:
+                 crop_margin_mm: float | None = None, panel_width: int = 320,
+                 flagged: frozenset[int] = frozenset()) -> Path:
     """Axial mosaic of ``labels`` (resampled to ``image``'s grid) over ``image``; PNG at ``path``.
 
     With ``crop_margin_mm`` the view is cropped in-plane to the labels' bounding box plus that margin
@@ -140,7 +142,7 @@ def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str,
                                     panel_width))
         captions.append(f"slice {k}  z={z:.0f} mm")
     figure = raster.grid(panels, captions, min(4, len(panels)), title=title,
-                         legend=legend_items(np.unique(lab.data[lab.data > 0])))
+                         legend=legend_items(np.unique(lab.data[lab.data > 0]), flagged))
     return raster.save_png(figure, path)
 
 
@@ -168,8 +170,10 @@ def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, 
 
 
 def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | None,
-             fluid: Volume | None, nerve_labels: Volume | None) -> list[Path]:
-    """All QC overlays of one exam into ``out_dir``: muscle labels on T1, root labels on the fluid series.
+             fluid: Volume | None, nerve_labels: Volume | None,
+             muscles_not_assessable: frozenset[int] = frozenset()) -> list[Path]:
+    """All QC overlays of one exam into ``out_dir``: muscle labels on T1 (those in ``muscles_not_assessable``
+    marked so in the legend), root labels on the fluid series.
 
     Returns the PNG paths written (a segmentation that does not exist is skipped).
     """
@@ -178,7 +182,8 @@ def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | 
     written = []
     if t1 is not None and muscle_labels is not None:
         written.append(axial_mosaic(t1, muscle_labels, out_dir / "muscles_axial.png",
-                                    title="Muscle segmentation on T1 (axial, patient right on the left)"))
+                                    title="Muscle segmentation on T1 (axial, patient right on the left)",
+                                    flagged=muscles_not_assessable))
     if fluid is not None and nerve_labels is not None:
         written.append(axial_mosaic(fluid, nerve_labels, out_dir / "nerves_axial.png", crop_margin_mm=20.0,
                                     title="Root segmentation on the fluid-sensitive series (axial, cropped)"))
