@@ -230,12 +230,13 @@ def evaluate_exam(exam: str, atlases: str | None = None, keep: str | None = None
     error, findings, labels, timings = None, {"exam_id": exam_dir.name}, None, {}
     try:
         analysis = analyze(exam_dir / "dicom")
+        seconds = time.perf_counter() - start
         findings, labels, timings = analysis.findings, analysis.muscle_labels, analysis.timings
         if keep is not None:
             write_outputs(analysis, Path(keep) / exam_dir.name, pdf=False)
     except Exception as exc:  # noqa: BLE001 - a failed exam is a result (nothing found), not the end of the run
         error = f"{exc.__class__.__name__}: {exc}"
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     label_file = _t1_label_file(exam_dir, truth)
     return {"exam": exam_dir.name, "score": score_exam(findings, truth),
             "dice": muscle_dice(labels, label_file, truth["muscles"]) if label_file is not None else None,
