@@ -264,7 +264,8 @@ TABLE_ROWS = (
     ("muscle_abnormal spec", "muscle_abnormal.specificity", "f"),
     ("muscle_abnormal not assessable", "muscle_abnormal_not_assessable", "d"),
     ("muscle_atrophy correct", "muscle_atrophy_accuracy", "f"), ("muscle_edema correct", "muscle_edema_accuracy", "f"),
-    ("nerve severity agreement", "nerve_severity_agreement", "f"), ("nerve severity kappa", "nerve_severity_kappa", "f"),
+    ("nerve severity agreement", "nerve_severity_agreement", "f"),
+    ("nerve severity kappa", "nerve_severity_kappa", "f"),
     ("muscle severity agreement", "muscle_severity_agreement", "f"),
     ("muscle severity kappa", "muscle_severity_kappa", "f"),
 )
@@ -283,10 +284,11 @@ def _cell(value, fmt: str) -> str:
     return f"{value:d}" if fmt == "d" else f"{value:.1f}" if fmt == "p" else f"{value:.2f}"
 
 
-def format_table(columns: dict[str, dict]) -> str:
-    """Plain-text table of :data:`TABLE_ROWS` with one column per ``{heading: pooled figures}``."""
+def format_table(columns: dict[str, dict], rows_spec: tuple = TABLE_ROWS) -> str:
+    """Plain-text table of ``rows_spec`` ((label, dotted key, format) as :data:`TABLE_ROWS`) with one column
+    per ``{heading: pooled figures}``."""
     rows = [["", *columns]] + [[label, *(_cell(_get(c, key), fmt) for c in columns.values())]
-                               for label, key, fmt in TABLE_ROWS]
+                               for label, key, fmt in rows_spec]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                      for r in rows)

@@ -44,8 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.eval_external import (SCORED_MUSCLES, TABLE_ROWS, _cell, _get, default_exams_dir, pool,
-                                      score_exam)
+from benchmarks.eval_external import SCORED_MUSCLES, TABLE_ROWS, default_exams_dir, format_table, pool, score_exam
 
 REPO = Path(__file__).resolve().parent.parent
 #: Held-out seeds start here (nothing else in the repository draws subjects from 7000-7999).
@@ -270,15 +269,6 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
             "dice_mean": float(np.mean(dice)) if dice else None}
 
 
-def format_table(columns: dict[str, dict]) -> str:
-    """Plain-text table, one column per ``{heading: figures}``."""
-    rows = [["", *columns]] + [[label, *(_cell(_get(c, key), fmt) for c in columns.values())]
-                               for label, key, fmt in TABLE_ROWS + EXTRA_ROWS]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
-
-
 def code_version() -> dict[str, Any]:
     """Commit of the repository and whether ``src/`` has uncommitted changes (the numbers belong to both)."""
     def git(*args: str) -> str:
@@ -320,7 +310,8 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
             for family in families:
                 cases = [(CASES[i % len(CASES)], seed0 + i) for i in range(n)]
                 _progress(f"simulating {n} {family} exams ...")
-                futures = [workers.submit(simulate, family, ph, seed, kind, tmp / "exams") for (ph, kind), seed in cases]
+                futures = [workers.submit(simulate, family, ph, seed, kind, tmp / "exams")
+                           for (ph, kind), seed in cases]
                 exams[family] = [(f.result(), kind) for f, ((_, kind), _) in zip(futures, cases)]
 
             def evaluate(label: str, items: list[tuple[Path, str]], atlases: str | None = None) -> None:
@@ -334,8 +325,9 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
                     columns[label]["by_fluid_series"] = {
                         FLUID_KIND[k]: pool([r["score"] for r, (_, kk) in zip(results, items) if kk == k])
                         for k in kinds}
-                per_exam[label] = [{"exam": r["exam"], "kind": k, "error": r["error"], "seconds": round(r["seconds"], 1),
-                                    "timings": r["timings"], **_brief(r)} for r, (_, k) in zip(results, items)]
+                per_exam[label] = [{"exam": r["exam"], "kind": k, "error": r["error"],
+                                    "seconds": round(r["seconds"], 1), "timings": r["timings"], **_brief(r)}
+                                   for r, (_, k) in zip(results, items)]
 
             for family in families:
                 evaluate(f"{family} [{'in' if family in built_on else 'out'}]", exams[family])
@@ -377,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.families, args.n, args.seed0, args.exams, not args.no_external, args.jobs, args.keep)
     seconds = round(time.perf_counter() - start, 1)
     write_results({"eval_generalization": {"ok": True, "seconds": seconds, "results": result}}, args.out)
-    print(format_table(result["columns"]))
+    print(format_table(result["columns"], TABLE_ROWS + EXTRA_ROWS))
     for label, cols in result["columns"].items():
         for fail in cols["failed_exams"]:
             print(f"{label}: {fail}")
