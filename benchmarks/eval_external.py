@@ -105,7 +105,7 @@ def score_exam(findings: dict, truth: dict, muscles: tuple[str, ...] | None = SC
         row = {"name": t["name"], "side": t["side"], "status": status,
                "small": t.get("volume_ml") is not None and t["volume_ml"] < min_in_view_ml,
                "volume_ml": None if item is None else item.get("volume_ml"), "true_volume_ml": t.get("volume_ml")}
-        for key in GRADES:
+        for key in GRADES + ("t2_ratio", "fat_fraction"):
             row[key] = None if item is None else item.get(key)
             row[f"true_{key}"] = t.get(key)
         muscle_rows.append(row)
@@ -162,6 +162,12 @@ def pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
         "muscles_not_assessable": _frac(sum(r["status"] == "not_assessable" for r in mus), len(mus)),
         "muscles_missing": _frac(sum(r["status"] == "missing" for r in mus), len(mus)),
         "muscle_volume_median_error_pct": _median_pct(vol),
+        "muscle_t2_ratio_median_error_pct": _median_pct(
+            [abs(r["t2_ratio"] / r["true_t2_ratio"] - 1.0) for r in found
+             if r["t2_ratio"] is not None and r["true_t2_ratio"]]),
+        "muscle_fat_fraction_median_abs_error": _median_pct(
+            [abs(r["fat_fraction"] - r["true_fat_fraction"]) for r in found
+             if r["fat_fraction"] is not None and r["true_fat_fraction"] is not None]),
     }
     for key in GRADES:
         pairs = [(r[key], r[f"true_{key}"]) for r in found if r[key] is not None and r[f"true_{key}"] is not None]
@@ -171,6 +177,7 @@ def pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
                         if pairs else None}
 
     roots = [r for s in scores for r in s["roots"]]
+    graded = [r for r in roots if r["grade_found"] is not None and r["grade_true"] is not None]
     detected = [r for r in roots if r["detected"]]
     csa = [abs(r["csa_rel_error"]) for r in roots if r["csa_rel_error"] is not None]
     t2 = [abs(r["t2_rel_error"]) for r in roots if r["t2_rel_error"] is not None]
@@ -183,6 +190,7 @@ def pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
         "root_csa_median_error_pct": _median_pct(csa),
         "root_t2_ratio_median_error_pct": _median_pct(t2),
         "root_grade": _sens_spec([(r["grade_found"], r["grade_true"]) for r in roots]),
+        "root_grade_agreement": _frac(sum(r["grade_found"] == r["grade_true"] for r in graded), len(graded)),
     })
 
     for key in STUDY_KEYS:
@@ -246,6 +254,8 @@ TABLE_ROWS = (
     ("muscles found", "muscles_found", "f"),
     ("muscles not assessable", "muscles_not_assessable", "f"), ("muscles missing", "muscles_missing", "f"),
     ("muscle volume median err %", "muscle_volume_median_error_pct", "p"),
+    ("muscle T2 ratio median err %", "muscle_t2_ratio_median_error_pct", "p"),
+    ("muscle FF median abs err (points)", "muscle_fat_fraction_median_abs_error", "p"),
     ("atrophy sens", "atrophy.sensitivity", "f"), ("atrophy spec", "atrophy.specificity", "f"),
     ("edema sens", "edema.sensitivity", "f"), ("edema spec", "edema.specificity", "f"),
     ("fat sens", "fat.sensitivity", "f"), ("fat spec", "fat.specificity", "f"),
@@ -254,7 +264,8 @@ TABLE_ROWS = (
     ("roots detected (geometry)", "roots_detected", "f"), ("root level label correct", "root_label_accuracy", "f"),
     ("root CSA median err %", "root_csa_median_error_pct", "p"),
     ("root T2 ratio median err %", "root_t2_ratio_median_error_pct", "p"),
-    ("root grade sens", "root_grade.sensitivity", "f"), ("root grade spec", "root_grade.specificity", "f"),
+    ("root grade agreement", "root_grade_agreement", "f"), ("root grade sens", "root_grade.sensitivity", "f"),
+    ("root grade spec", "root_grade.specificity", "f"),
     ("abnormal correct", "abnormal_accuracy", "f"), ("nerve_abnormal correct", "nerve_abnormal_accuracy", "f"),
     ("nerve_abnormal sens", "nerve_abnormal.sensitivity", "f"),
     ("nerve_abnormal spec", "nerve_abnormal.specificity", "f"),
