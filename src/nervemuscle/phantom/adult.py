@@ -26,7 +26,7 @@ import numpy as np
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
 from nervemuscle.phantom.anatomy import ROOT_LABEL_END_MM, Anatomy, RootModel, root_radius_profile
 from nervemuscle.phantom.artefacts import ImageEffects, draw_effects
-from nervemuscle.phantom.solids import Cut, Group, Minus, StarBody, Superquadric, SweptOval, smooth_curve
+from nervemuscle.phantom.solids import Cut, Group, Minus, StarBody, Superquadric, SweptOval, Within, smooth_curve
 
 T = TISSUE_LABELS
 SIGN = {"right": 1.0, "left": -1.0}
@@ -290,20 +290,23 @@ def _trunk_paths(side: str, g: dict) -> dict[str, np.ndarray]:
 
 # --- body and muscles --------------------------------------------------------------------------------
 
-def _trunk(body: AdultBody) -> StarBody:
-    """Neck and thorax (without shoulders and arms) as star-shaped sections."""
+def _trunk(body: AdultBody, zh: float, hx: float) -> StarBody:
+    """Neck, shoulder tops and thorax (without the deltoid bulges and arms) as star-shaped sections;
+    ``zh`` is the height of the humeral heads and ``hx`` their distance from the midline."""
     s, w = body.size, body.width
     f = body.fat_mm
     sx, sy = body.shift
-    # knots: below the axilla, shoulder level (humeral heads), acromion/top of shoulders, base of neck, neck
-    z = np.array([-260, -90, -45, -12, 4, 30, 60, 100, 170.0]) * s
-    rx = np.array([140, 140, 146, 162, 160, 104, 62, 58, 58.0]) * s * w + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.5, 0.5, 0.5])
-    ry = np.array([96, 96, 92, 80, 66, 72, 68, 66, 68.0]) * s + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5])
+    # knots: below the axilla, humeral heads, acromion (shoulder top), trapezius slope, neck base, neck
+    z = np.array([-260 * s, zh - 50 * s, zh - 10 * s, zh + 22 * s, zh + 38 * s, zh + 60 * s, zh + 85 * s, zh + 130 * s,
+                  max(170 * s, zh + 140 * s)])
+    rx = np.array([140 * s * w, 140 * s * w, 150 * s * w, hx + 18 * s, hx - 15 * s, 110 * s * w, 64 * s, 58 * s, 58 * s]) \
+        + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.5, 0.5, 0.5])
+    ry = np.array([100, 104, 104, 80, 66, 66, 70, 68, 70.0]) * s + f * np.array([1, 1, 1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5])
     # the section centre moves forward in the chest: a first harmonic (sin theta) shifts the outline in y
-    cy = np.array([12, 12, 8, -4, -10, -12, -12, -12, -10.0]) * s
-    c0 = (rx + ry) / 2
-    c2 = (rx - ry) / 2
+    cy = np.array([8, 6, 4, -10, -14, -14, -14, -14, -12.0]) * s
     c4 = np.array([-8, -8, -9, -6, -2, -2, 0, 0, 0.0]) * s    # squarer chest, round neck
+    c0 = (rx + ry) / 2 - c4                                   # r(0) = rx and r(90 deg) = ry exactly
+    c2 = (rx - ry) / 2
     s1 = np.array([4, 4, 4, 2, 0, 2, 2, 2, 2.0]) * s + cy     # anterior side a little fuller
     cos = np.column_stack([c0, np.zeros_like(c0), c2, np.zeros_like(c0), c4])
     sin = np.column_stack([np.zeros_like(c0), s1, np.zeros_like(c0), np.zeros_like(c0), np.zeros_like(c0)])
@@ -369,7 +372,8 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
                    [X(hx - 12), hh[1] + 32, hh[2] - 48]],
                   np.array([40, 34, 14.0]) * s * r["pectoralis_major"], np.array([9, 10, 6.0]) * s * r["pectoralis_major"],
                   up=(0.0, 0.0, 1.0), step=1.0)
-    out.append(("pectoralis_major", Group([layer(16.0 * s * r["pectoralis_major"] ** 2, tp, (-260 * s, hh[2] - 14)), fold])))
+    out.append(("pectoralis_major", Group([layer(14.0 * s * r["pectoralis_major"] ** 2, tp, (hh[2] - 150 * s, hh[2] - 14)),
+                                           fold])))
     # scalenes: transverse-process tubercles to the first rib
     ant = [[X(vert["C4"].canal_w / 2 + 14), vert["C4"].center[1] + 3, vert["C4"].center[2]],
            [X(vert["C6"].canal_w / 2 + 15), vert["C6"].center[1] + 4, vert["C6"].center[2]],
@@ -387,23 +391,23 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
     out.append(("supraspinatus", _sweep(
         [[X(med_x), med_y + 4, hh[2] + 26], [X(hx - 55), hh[1] - 30, hh[2] + 30], [X(hx - 20), hh[1] - 10, hh[2] + 26],
          [X(hx + 8), hh[1] - 2, hh[2] + 22]],
-        np.array([11, 16, 13, 6.0]) * s * r["supraspinatus"], np.array([9, 14, 11, 4.0]) * s * r["supraspinatus"],
+        np.array([13, 20, 16, 7.0]) * s * r["supraspinatus"], np.array([11, 17, 13, 5.0]) * s * r["supraspinatus"],
         up=(0.0, 0.0, 1.0), step=1.0)))
     out.append(("infraspinatus", _sweep(
-        [[X(med_x + 6), med_y - 6, hh[2] - 55], [X(hx - 60), hh[1] - 48, hh[2] - 40], [X(hx - 22), hh[1] - 34, hh[2] - 12],
+        [[X(med_x + 6), med_y + 2, hh[2] - 55], [X(hx - 60), hh[1] - 42, hh[2] - 40], [X(hx - 22), hh[1] - 32, hh[2] - 12],
          [X(hx + 4), hh[1] - 22, hh[2] + 2]],
-        np.array([48, 50, 30, 9.0]) * s * r["infraspinatus"], np.array([11, 13, 11, 5.0]) * s * r["infraspinatus"],
+        np.array([56, 58, 34, 10.0]) * s * r["infraspinatus"], np.array([13, 15, 12, 5.0]) * s * r["infraspinatus"],
         up=(0.0, 0.0, 1.0), step=1.0)))
     out.append(("subscapularis", _sweep(
         [[X(med_x + 10), med_y + 16, hh[2] - 55], [X(hx - 62), hh[1] - 14, hh[2] - 40], [X(hx - 30), hh[1] + 10, hh[2] - 14],
          [X(hx - 12), hh[1] + 20, hh[2] - 4]],
-        np.array([46, 46, 30, 9.0]) * s * r["subscapularis"], np.array([10, 13, 11, 5.0]) * s * r["subscapularis"],
+        np.array([48, 48, 30, 9.0]) * s * r["subscapularis"], np.array([12, 15, 12, 5.0]) * s * r["subscapularis"],
         up=(0.0, 0.0, 1.0), step=1.0)))
     # deltoid: a cap over the humeral head and upper shaft, open medially
     axis = [[hh[0] + m * 4, hh[1], hh[2] + 34], [hh[0] + m * 6, hh[1], hh[2]], [hh[0] + m * 4, hh[1] + 2, hh[2] - 60],
-            [hh[0], hh[1] + 2, hh[2] - 130 * s]]
+            [hh[0], hh[1] + 2, hh[2] - 115 * s]]
     t = r["deltoid"]
-    outer = _sweep(axis, 28 + np.array([10, 24, 16, 3.0]) * s * t, 30 + np.array([12, 26, 18, 3.0]) * s * t,
+    outer = _sweep(axis, 27 + np.array([8, 18, 12, 2.0]) * s * t, 29 + np.array([9, 20, 13, 2.0]) * s * t,
                    up=(1.0, 0.0, 0.0), step=1.0)
     inner = _sweep(axis, [18, 28, 25, 20.0], [20, 30, 27, 22.0], up=(1.0, 0.0, 0.0), step=1.0)
     cut = [(np.array([-m, 0.0, 0.0]), -(m * sx + hx - 30.0))]     # keep the lateral part
@@ -480,7 +484,8 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
     sx, sy = body.shift
     vert = spine_layout(body)
     g = shoulder_geometry(body, vert)
-    trunk = _trunk(body)
+    zh = float(np.mean([g["head"][sd][2] for sd in SIDES]))
+    trunk = _trunk(body, zh, float(np.mean([abs(g["head"][sd][0] - sx) for sd in SIDES])))
     fat = _fat_depth(body)
     S: list = []
     add = S.append
@@ -490,8 +495,9 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
         m = SIGN[side]
         hh = g["head"][side]
         reach = 58.0 * s * body.muscle + body.fat_mm * 0.9
-        top = 44.0 * s * body.muscle + body.fat_mm * 0.9
-        limbs[side] = (Superquadric(hh + [m * 6, 2, -12], [reach + 2, reach + 4, top + 12], np.eye(3), 2.0, 2.2),
+        top = 38.0 * s * body.muscle + body.fat_mm * 0.6
+        cap = Superquadric(hh + [m * 6, 2, -10], [reach + 2, reach + 4, top + 10], np.eye(3), 2.0, 2.2)
+        limbs[side] = (Cut(cap, [(np.array([0.0, 0.0, 1.0]), zh + 20.0 * s)]),     # the trunk covers the top
                        _sweep([hh + [m * 6, 2, -10], hh + [m * 4, 4, -90], hh + [m * 2, 4, -300 * s]],
                               [reach - 2, reach - 12, reach - 16], [reach, reach - 8, reach - 14], up=(1.0, 0.0, 0.0), step=1.0))
     add((T["skin"], Group([trunk, *[p for pair in limbs.values() for p in pair]])))
@@ -500,7 +506,9 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
     add((T["intermuscular_fat"], deep))
     # chest wall and mediastinum, then the lungs with their apices above the first ribs
     t1 = vert["T1"].center[2]
-    add((T["soft_tissue"], Cut(trunk.peeled(lambda th: fat(th) + 9.0), [(np.array([0, 0, 1.0]), t1 - 8.0)])))
+    # thorax: a dome whose top reaches the first ribs near the spine and falls off laterally
+    add((T["soft_tissue"], Superquadric([sx, sy + 14.0 * s, t1 - 165.0 * s], [132.0 * s * body.width, 80.0 * s, 165.0 * s],
+                                        np.eye(3), 2.6, 2.2)))
     for side in SIDES:
         m = SIGN[side]
         apex = np.array([sx + m * 48 * s * body.width, sy + 4 * s, t1 + 14 * s])
@@ -532,8 +540,9 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
     # graded muscles (atrophy leaves fat where the normal muscle was)
     for side in SIDES:
         scale = {n: muscle_scale.get((n, side), 1.0) for n in MUSCLES}
-        normal = dict(_muscle_solids(side, g, body, trunk, vert, {}))
+        normal = {n: Within(v, deep) for n, v in _muscle_solids(side, g, body, trunk, vert, {})}
         for name, solid in _muscle_solids(side, g, body, trunk, vert, scale):
+            solid = Within(solid, deep)         # muscles stay under the subcutaneous fat
             if scale[name] < 1.0:
                 add((T["intermuscular_fat"], normal[name]))
             add((muscle_label(name, side), solid))

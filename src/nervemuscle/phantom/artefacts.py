@@ -86,7 +86,7 @@ class ImageEffects:
         x = grid.centers[0][:, None, None]
         z = grid.centers[2][None, None, :]
         base = centre + (edge - centre) * (x / 200.0) ** 2
-        lateral = 0.35 + 0.65 * np.clip(np.abs(x) / 90.0, 0.0, 1.4)
+        lateral = 0.3 + 0.7 * np.clip(np.abs(x) / 120.0, 0.0, 1.0)
         bump = self.fat_sat_failure * lateral * np.exp(-0.5 * ((z - self.junction_z) / self.junction_mm) ** 2)
         return np.clip(base + bump, 0.0, 1.0) + np.zeros((1, len(grid.centers[1]), 1))
 
@@ -120,7 +120,7 @@ class ImageEffects:
 def draw_effects(rng: np.random.Generator, junction_z: float, nodes: tuple, seed: int) -> ImageEffects:
     """Draw the tissue details and artefact strengths of one subject."""
     return ImageEffects(
-        fat_sat_failure=float(rng.uniform(0.08, 0.45)),
+        fat_sat_failure=float(rng.uniform(0.03, 0.15)),
         junction_z=float(junction_z + rng.uniform(-10, 10)),
         junction_mm=float(rng.uniform(12, 25)),
         coil_gain=float(rng.uniform(0.15, 0.5)),

@@ -1,4 +1,5 @@
-"""PNG gallery of phantom images for docs/phantom.md (``python -m nervemuscle.phantom.gallery docs/img``).
+"""PNG gallery of phantom images for docs/phantom.md (``python -m nervemuscle.phantom.gallery docs/img``;
+``... docs/img --families [INGESTED_EXAM ...]`` for the anatomy families side by side).
 
 Axial images are shown in radiological convention (patient right on the image left, anterior up);
 coronal STIR as a thin-slab maximum intensity projection through the plexus, as read clinically.
@@ -103,6 +104,108 @@ def render_gallery(out_dir: str | Path) -> list[Path]:
     return paths
 
 
+
+
+def _canonical(data: np.ndarray, affine: np.ndarray):
+    """(array indexed x, y, z ascending in RAS+, voxel sizes, affine) of a volume."""
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), affine))
+    return np.asarray(img.dataobj), np.asarray(img.header.get_zooms()[:3], float), img.affine
+
+
+def _radiological(slab: np.ndarray) -> np.ndarray:
+    """Axial (x, y) slice -> image with patient right on the left and anterior up."""
+    return slab[::-1, ::-1].T
+
+
+def _external_t1(folder: Path):
+    """The axial T1 of an ingested exam folder (``nervemuscle ingest`` output): (canonical array, zooms, affine)."""
+    import json
+
+    import nibabel as nib
+
+    info = json.loads((folder / "series.json").read_text())
+    entry = next(e for e in info["series"] if e.get("role") == "t1")
+    img = nib.load(str(folder / entry["file"]))
+    return _canonical(np.asarray(img.dataobj), img.affine)
+
+
+def render_family_gallery(out_dir: str | Path, external: list[Path] | tuple = ()) -> list[Path]:
+    """Anatomy families side by side: ``phantom_families_axial.png`` (axial T1 at four heights of a classic
+    subject, two adult subjects and each ingested ``external`` exam folder) and ``phantom_families_coronal.png``
+    (coronal reformat of the T1 through the spinal canal and 3-D STIR MIPs through the plexus)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nervemuscle.phantom.acquisition import acquire
+    from nervemuscle.phantom.subject import make_subject
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for family, phenotype, seed in (("classic", "normal", 1), ("adult", "normal", 1), ("adult", "mmn", 4)):
+        s = make_subject(phenotype, seed, anatomy=family)
+        t1, _ = acquire(s, "t1_axial")
+        stir, _ = acquire(s, "stir_3d")
+        rows.append((f"{family} {phenotype} seed {seed}", _canonical(t1.data, t1.affine),
+                     _canonical(stir.data, stir.affine)))
+    for folder in external:
+        rows.append((f"external {Path(folder).name}", _external_t1(Path(folder)), None))
+    paths = []
+    fig, axes = plt.subplots(len(rows), 4, figsize=(16, 3.0 * len(rows)))
+    for r, (caption, (data, zooms, _), _stir) in enumerate(rows):
+        nz = data.shape[2]
+        for c, frac in enumerate((0.85, 0.6, 0.35, 0.1)):
+            k = int(round(frac * (nz - 1)))
+            img = _radiological(data[:, :, k])
+            axes[r, c].imshow(img, cmap="gray", vmin=0, vmax=float(np.percentile(data, 99.5)),
+                              aspect=zooms[1] / zooms[0], interpolation="bilinear")
+            axes[r, c].set_title(f"{caption} | axial T1, slice {k + 1}/{nz}" if c == 0 else f"slice {k + 1}/{nz}",
+                                 fontsize=8)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    fig.savefig(out_dir / "phantom_families_axial.png", dpi=70)
+    plt.close(fig)
+    paths.append(out_dir / "phantom_families_axial.png")
+
+    phantoms = [r for r in rows if r[2] is not None]
+    others = [r for r in rows if r[2] is None]
+    ncol = max(len(phantoms), len(others))
+    fig, axes = plt.subplots(3 if others else 2, ncol, figsize=(4.6 * ncol, 4.0 * (3 if others else 2)), squeeze=False)
+    for a in axes.ravel():
+        a.axis("off")
+    cells = [(0, c, r) for c, r in enumerate(phantoms)] + [(2, c, r) for c, r in enumerate(others)]
+    for row, c, (caption, (data, zooms, aff), stir) in cells:
+        j = int(np.argmin(np.abs(aff[1, 1] * np.arange(data.shape[1]) + aff[1, 3] - 0.0)))
+        if stir is None:       # an external exam: no known frame, a plane 10 mm in front of the slab centre
+            j = data.shape[1] // 2 + int(round(10 / zooms[1]))
+        cor = data[::-1, j, :].T[::-1]
+        axes[row, c].imshow(cor, cmap="gray", vmin=0, vmax=float(np.percentile(data, 99.5)),
+                            aspect=zooms[2] / zooms[0], interpolation="bilinear")
+        axes[row, c].set_title(f"{caption}\ncoronal reformat of the axial T1", fontsize=8)
+        if stir is not None:
+            sd, sz, saff = stir
+            ks = [int(np.clip(round((yy - saff[1, 3]) / saff[1, 1]), 0, sd.shape[1] - 1)) for yy in (-8.0, 14.0)]
+            mip = sd[::-1, min(ks):max(ks) + 1, :].max(axis=1).T[::-1]
+            axes[1, c].imshow(mip, cmap="gray", vmin=0, vmax=float(np.percentile(sd, 99.7)), interpolation="bilinear")
+            axes[1, c].set_title(f"{caption}\n3-D STIR coronal MIP, y -8..14 mm", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "phantom_families_coronal.png", dpi=70)
+    plt.close(fig)
+    paths.append(out_dir / "phantom_families_coronal.png")
+    return paths
+
+
 if __name__ == "__main__":
-    for p in render_gallery(sys.argv[1] if len(sys.argv) > 1 else "docs/img"):
+    # python -m nervemuscle.phantom.gallery OUT [--families [INGESTED_EXAM_DIR ...]]
+    args = sys.argv[1:]
+    out = args[0] if args else "docs/img"
+    if "--families" in args:
+        paths = render_family_gallery(out, [Path(a) for a in args[args.index("--families") + 1:]])
+    else:
+        paths = render_gallery(out)
+    for p in paths:
         print(p)

@@ -12,7 +12,8 @@ and :func:`nervemuscle.phantom.acquisition.render_labels` use.
   set of points whose nearest centerline sample is at arc length ``s``;
 * :class:`StarBody` - star-shaped cross-sections stacked along z, radius a Fourier series of the polar
   angle (trunk and neck; a layer ``depth`` mm under the surface for skin, fat and flat muscles);
-* :class:`Cut` / :class:`Minus` / :class:`Group` - half-space cuts, differences and unions.
+* :class:`Cut` / :class:`Minus` / :class:`Within` / :class:`Group` - half-space cuts, differences,
+  intersections and unions.
 """
 from __future__ import annotations
 
@@ -294,6 +295,14 @@ class StarBody:
         return r
 
     def _table(self, z: float) -> np.ndarray:
+        cache = self.__dict__.setdefault("_tables", {})
+        if z not in cache:
+            if len(cache) > 4096:
+                cache.clear()
+            cache[z] = self._section(z)
+        return cache[z]
+
+    def _section(self, z: float) -> np.ndarray:
         th = _STAR_THETA
         r = self.radius(th, z) - (self.depth(th) if callable(self.depth) else self.depth)
         if self.theta_range is not None:
@@ -336,6 +345,10 @@ class Cut:
     solid: object
     planes: list
 
+    def grown(self, mm: float) -> "Cut":
+        """The cut of the grown (or, negative, shrunk) solid by the same planes."""
+        return Cut(self.solid.grown(mm), self.planes)
+
     @cached_property
     def bbox(self):
         lo, hi = (np.array(v, float) for v in self.solid.bbox)
@@ -373,6 +386,21 @@ class Minus:
         for h in self.holes:
             out &= ~_eval(h, x, y, z)
         return out
+
+
+@dataclass
+class Within:
+    """Points of ``solid`` that also lie in ``container`` (bounding box of ``solid``)."""
+
+    solid: object
+    container: object
+
+    @cached_property
+    def bbox(self):
+        return self.solid.bbox
+
+    def inside(self, x, y, z):
+        return self.solid.inside(x, y, z) & _eval(self.container, x, y, z)
 
 
 @dataclass

@@ -1,0 +1,149 @@
+"""Adult anatomy family of the phantom: DICOM geometry (dcm2niix), the truth contract shared with the classic
+family, vertebral levels and foramina, oval roots of the analytic CSA, adult-scale muscles cut by the field of
+view, artefacts, family selection (API and CLI)."""
+import json
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nervemuscle.anatomy import ROOTS, SIDES, TISSUE_LABELS, muscle_label, root_label
+from nervemuscle.cli import main
+from nervemuscle.errors import EXIT_BAD_INPUT
+from nervemuscle.phantom import ACQUISITIONS, ANATOMY_FAMILIES, acquire, make_subject, simulate_exam
+from nervemuscle.phantom.acquisition import series_grid
+from nervemuscle.phantom.adult import ROOT_FORAMEN
+from nervemuscle.phantom.shapes import evaluate
+from nervemuscle.phantom.subject import resolve_family
+from nervemuscle.phantom.truth import muscle_volumes_ml
+
+
+@pytest.fixture(scope="module")
+def exam(tmp_path_factory):
+    """One adult-family 2D exam (MMN, so there is nerve pathology)."""
+    return simulate_exam(tmp_path_factory.mktemp("adult"), "mmn", 5, vendor="ge", anatomy="adult")
+
+
+@pytest.fixture(scope="module")
+def truth(exam):
+    return json.loads((exam / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return make_subject("normal", 2, anatomy="adult")
+
+
+@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="needs dcm2niix")
+def test_dcm2niix_agrees_with_the_adult_geometry(exam, truth, tmp_path):
+    for series in truth["series"]:
+        folder = next((exam / "dicom").glob(f"{series['series_number']}_*"))
+        out = tmp_path / folder.name
+        out.mkdir()
+        subprocess.run(["dcm2niix", "-z", "n", "-f", "%s", "-o", str(out), str(folder)], check=True, capture_output=True)
+        (nii,) = sorted(out.glob("*.nii"))
+        theirs = nib.load(str(nii))
+        ours = nib.Nifti1Image(np.zeros(series["shape"], np.uint8), np.array(series["affine"]))
+        assert theirs.shape[:3] == tuple(series["shape"])
+        np.testing.assert_allclose(nib.as_closest_canonical(theirs).affine, nib.as_closest_canonical(ours).affine,
+                                   atol=0.01)
+        labels = nib.load(str(exam / series["labels"]))
+        np.testing.assert_allclose(labels.affine, np.array(series["affine"]), atol=1e-4)
+
+
+def test_truth_has_the_classic_contract_plus_family_and_levels(exam, truth, tmp_path):
+    classic = json.loads((simulate_exam(tmp_path, "mmn", 5, vendor="ge") / "truth.json").read_text())
+    assert set(truth) == set(classic)
+    assert {k for n in truth["nerves"] for k in n} == {k for n in classic["nerves"] for k in n}
+    assert {k for m in truth["muscles"] for k in m} == {k for m in classic["muscles"] for k in m}
+    assert truth["anatomy_family"] == "adult" and classic["anatomy_family"] == "classic"
+    levels = truth["vertebral_levels"]
+    assert list(levels)[:8] == ["C2", "C3", "C4", "C5", "C6", "C7", "T1", "T2"]
+    z = [v["z_mm"] for v in levels.values()]
+    assert all(a - b > 14 for a, b in zip(z, z[1:]))           # counted top to bottom, 15-25 mm apart
+    # each root's centerline starts at its foramen, between the two vertebral bodies named for it
+    for nerve in truth["nerves"]:
+        upper, lower = ROOT_FORAMEN[nerve["segment"]]
+        z0 = nerve["centerline_mm"][0][2]
+        assert levels[lower]["z_mm"] < z0 < levels[upper]["z_mm"], nerve["segment"]
+
+
+def test_field_of_view_starts_between_c2_and_c5():
+    tops = []
+    for seed in range(12):
+        s = make_subject("normal", seed, anatomy="adult")
+        lv = s.anatomy.landmarks["vertebrae"]
+        top = series_grid(s, ACQUISITIONS["t1_axial"]).bounds[1][2]
+        assert lv["C5"][2] <= top <= lv["C2"][2] + 12.0
+        tops.append((top - lv["C5"][2]) / (lv["C2"][2] - lv["C5"][2]))
+    assert max(tops) - min(tops) > 0.5                          # the start varies over the levels
+
+
+def test_oval_roots_have_the_analytic_area(subject):
+    """The rasterised root (an oval of the drawn CSA) has the volume of the analytic radius profile."""
+    structures = {label: shape for label, shape in subject.anatomy.structures}
+    for seg in ("C6", "T1"):
+        rm = subject.anatomy.roots[(seg, "right")]
+        shape = structures[root_label(seg, "right")]
+        assert abs(shape.a[0] / shape.b[0] - 1.0) > 0.1          # oval, not round
+        lo, hi = shape.bbox
+        step = 0.25
+        ax = [np.arange(a, b, step) for a, b in zip(lo, hi)]
+        vol = evaluate(shape, ax[0][:, None, None], ax[1][None, :, None], ax[2][None, None, :]).sum() * step**3
+        keep = rm.s <= rm.s_foramen + 45.0
+        analytic = np.trapezoid(np.pi * rm.radius[keep] ** 2, rm.s[keep])
+        assert vol == pytest.approx(analytic, rel=0.06)
+
+
+def test_adult_scale_muscles_partly_outside_the_field_of_view(subject):
+    big = (np.full(3, -400.0), np.full(3, 400.0))
+    whole = muscle_volumes_ml(subject.anatomy, big, step=1.5)
+    in_fov = muscle_volumes_ml(subject.anatomy, series_grid(subject, ACQUISITIONS["t1_axial"]).bounds)
+    for side in SIDES:
+        deltoid = muscle_label("deltoid", side)
+        assert 250.0 < whole[deltoid] < 700.0                    # adult deltoid, several hundred ml
+        assert in_fov[deltoid] < 0.9 * whole[deltoid]            # the axial slab cuts it
+        assert 5.0 < whole[muscle_label("anterior_scalene", side)] < 25.0
+
+
+def test_structures_of_the_adult_family_are_present(exam, truth):
+    t1 = next(s for s in truth["series"] if s["role"] == "t1")
+    labels = np.asarray(nib.load(str(exam / t1["labels"])).dataobj)
+    for name in ("cortical_bone", "marrow", "lung", "artery", "vein", "csf", "spinal_cord", "disc", "nerve_trunk"):
+        assert (labels == TISSUE_LABELS[name]).any(), name
+    for seg in ROOTS:
+        assert any((labels == root_label(seg, side)).any() for side in SIDES), seg
+
+
+def test_artefacts_change_only_the_adult_images(subject):
+    clean, _ = acquire(subject, "t2fs_axial", noise_free=True)
+    noisy, labels = acquire(subject, "t2fs_axial")
+    fat = labels.data == TISSUE_LABELS["subcutaneous_fat"]
+    grid = series_grid(subject, ACQUISITIONS["t2fs_axial"])
+    z = grid.centers[2][::-1] if labels.affine[2, 2] < 0 else grid.centers[2]
+    junction = subject.anatomy.effects.junction_z
+    near = np.abs(z - junction) < 15
+    far = np.abs(z - junction) > 45
+    if near.any() and far.any():   # incomplete fat suppression at the neck-chest junction
+        assert clean.data[:, :, near][fat[:, :, near]].mean() > clean.data[:, :, far][fat[:, :, far]].mean()
+    assert not np.allclose(noisy.data, clean.data)
+    assert make_subject("normal", 2).anatomy.__class__.__name__ == "Anatomy"     # classic carries no effects
+
+
+def test_family_selection_and_mixed_draw():
+    assert ANATOMY_FAMILIES == ("classic", "adult")
+    drawn = {resolve_family("mixed", "als", seed) for seed in range(20)}
+    assert drawn == {"classic", "adult"}
+    assert resolve_family("mixed", "als", 7) == resolve_family("mixed", "als", 7)
+    with pytest.raises(ValueError, match="anatomy"):
+        resolve_family("child", "als", 1)
+
+
+def test_cli_lists_and_checks_the_anatomy(tmp_path, capsys):
+    assert main(["simulate", "exam", str(tmp_path), "--anatomy", "child"]) == EXIT_BAD_INPUT
+    assert "--anatomy" in capsys.readouterr().err
+    main(["simulate", "exam", "--help"])
+    out = capsys.readouterr().out
+    assert "classic" in out and "adult" in out and "mixed" in out
