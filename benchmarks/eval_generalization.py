@@ -16,10 +16,10 @@ root grades, study-level summary) plus the Dice overlap of the muscle label map 
 Columns of the table:
 
 - ``<family> [in]`` / ``<family> [out]``: the shipped methods on that family; ``in`` when the family is one the
-  shipped atlas / calibrations were built from (:func:`shipped_provenance`), ``out`` when it is not;
-- ``<A>-><B>``: leave-family-out for the methods that can be rebuilt from a chosen family (the multi-atlas
-  muscle segmentation, when the package has it): rebuilt from family A's normal atlas subjects and run on
-  family B's exams, for every ordered pair of families;
+  shipped atlas / calibrations were built from (:func:`shipped_provenance`), ``out`` (leave-family-out) when
+  it is not. The shipped methods cannot be rebuilt from another family (the canonical atlas's builder paints
+  classic-family body parameters; the nerve constants were tuned by hand), so this is the only direction;
+  ``benchmarks/eval_muscle_methods.py`` builds the multi-atlas candidate from either family;
 - ``external``: the four exams of the independent simulator.
 
 The ``eval_generalization`` entry of ``benchmarks/results.json`` holds every column's pooled figures, the
@@ -88,20 +88,6 @@ def _family_arg(family: str) -> dict:
     return {} if phantom_families() == [DEFAULT_FAMILY] else {"anatomy": family}
 
 
-def _multiatlas():
-    """``(multiatlas module, phantom atlas builder module)`` when the package ships a multi-atlas that this
-    benchmark can rebuild from a chosen family and swap in (``shipped_atlases``, ``ATLAS_FILE``,
-    ``build_atlases``), else None."""
-    try:
-        multiatlas = importlib.import_module("nervemuscle.muscle.multiatlas")
-        builder = importlib.import_module("nervemuscle.phantom.muscle_atlases")
-    except ImportError:
-        return None
-    needed = (hasattr(multiatlas, "shipped_atlases") and hasattr(multiatlas, "ATLAS_FILE")
-              and hasattr(builder, "build_atlases"))
-    return (multiatlas, builder) if needed else None
-
-
 def shipped_provenance() -> dict[str, Any]:
     """What each shipped atlas, table or calibration was built from, read from the code and data files.
 
@@ -144,13 +130,6 @@ def shipped_provenance() -> dict[str, Any]:
     if hasattr(grading, "FOCAL_SWELLING_INDEX"):
         out["nerve focal-swelling index (nerve/grading.py FOCAL_SWELLING_INDEX)"] = {
             "families": [family1], "detail": "root CSA profiles of phantom exams seeds 100-117 (docs/methods.md)"}
-    ma = _multiatlas()
-    if ma is not None:
-        path = Path(ma[0].__file__).resolve().parent.parent / "data" / ma[0].ATLAS_FILE
-        if path.is_file():
-            prov = ma[0].atlas_provenance(path)
-            out[f"muscle multi-atlas (data/{ma[0].ATLAS_FILE})"] = {
-                "families": list(prov.get("families", [])), "detail": json.dumps(prov)}
     return out
 
 
@@ -168,15 +147,6 @@ def simulate(family: str, phenotype: str, seed: int, kind: str, out: Path) -> Pa
     from nervemuscle.phantom.exam import simulate_exam
 
     return simulate_exam(out / f"{family}-{kind}-{seed}", phenotype, seed, kind=kind, **_family_arg(family))
-
-
-def _use_atlases(path: str | None) -> None:
-    """In this (worker) process, make the multi-atlas segmentation use the atlases of ``path``."""
-    if path is None:
-        return
-    multiatlas = _multiatlas()[0]
-    atlases = multiatlas.load_atlases(path)
-    multiatlas.shipped_atlases = lambda: atlases
 
 
 def muscle_dice(ours, truth_labels_path: Path, truth_muscles: list[dict],
@@ -214,15 +184,14 @@ def _t1_label_file(exam: Path, truth: dict) -> Path | None:
     return found[0] if found else None
 
 
-def evaluate_exam(exam: str, atlases: str | None = None, keep: str | None = None) -> dict[str, Any]:
-    """Analyse ``exam/dicom`` (with the atlases of ``atlases`` when given) and score it against its truth.
+def evaluate_exam(exam: str, keep: str | None = None) -> dict[str, Any]:
+    """Analyse ``exam/dicom`` (outputs also written under ``keep`` when given) and score it against its truth.
 
     Returns ``{"exam", "score" (eval_external.score_exam), "dice", "seconds", "timings", "error"}``; an
     analysis that raises is scored as nothing found, with the error kept.
     """
     from nervemuscle.pipeline import analyze, write_outputs
 
-    _use_atlases(atlases)
     exam_dir = Path(exam)
     truth = json.loads((exam_dir / "truth.json").read_text())
     start = time.perf_counter()
@@ -314,11 +283,10 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
                            for (ph, kind), seed in cases]
                 exams[family] = [(f.result(), kind) for f, ((_, kind), _) in zip(futures, cases)]
 
-            def evaluate(label: str, items: list[tuple[Path, str]], atlases: str | None = None) -> None:
+            def evaluate(label: str, items: list[tuple[Path, str]]) -> None:
                 _progress(f"analysing {label} ({len(items)} exams) ...")
                 sub = None if keep is None else str(keep / label.replace(" ", "_").replace(">", ""))
-                results = list(workers.map(evaluate_exam, [str(p) for p, _ in items], [atlases] * len(items),
-                                           [sub] * len(items)))
+                results = list(workers.map(evaluate_exam, [str(p) for p, _ in items], [sub] * len(items)))
                 columns[label] = figures(results)
                 kinds = sorted({k for _, k in items if k})
                 if len(kinds) > 1:
@@ -331,16 +299,6 @@ def run(families: list[str] | None = None, n: int = 6, seed0: int = SEED0, exams
 
             for family in families:
                 evaluate(f"{family} [{'in' if family in built_on else 'out'}]", exams[family])
-            ma = _multiatlas()
-            if ma is not None and len(families) > 1:
-                for source in families:
-                    path = tmp / f"atlases-{source}.npz"
-                    _progress(f"building multi-atlas from {source} ...")
-                    atlases = ma[1].build_atlases((_family_arg(source).get("anatomy"),))
-                    ma[0].save_atlases(atlases, path, {"families": [source], "purpose": "leave-family-out"})
-                    for target in families:
-                        if target != source:
-                            evaluate(f"{source}->{target}", exams[target], str(path))
             if ext_items:
                 evaluate("external", ext_items)
     finally:
