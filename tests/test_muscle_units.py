@@ -276,3 +276,37 @@ def test_each_shoulder_is_looked_up_in_the_member_of_its_drop():
     iz = flat % shape[2]
     assert inside.all() and list(right) == [False, False, True, True]
     assert list(iz - iz[1]) == [-1, 0, 0, 0]
+
+
+def test_histogram_peaks_find_dark_muscle_under_coil_shading():
+    """Muscle at 0.3 x fat, lots of dark tissue and a shaded half of the fat (the external exams' case that
+    put shaded fat in a multi-Otsu muscle class): the peaks are still muscle and unshaded fat."""
+    from nervemuscle.muscle.tissue import histogram_peaks
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(60, 20, 200_000).clip(0), rng.normal(800, 40, 150_000),
+                             rng.normal(2700, 80, 250_000), rng.normal(2000, 150, 120_000)])
+    muscle, fat = histogram_peaks(values)
+    assert muscle == pytest.approx(800, rel=0.05) and fat == pytest.approx(2700, rel=0.05)
+
+
+def test_histogram_without_a_muscle_peak_is_not_assessable():
+    from nervemuscle.errors import NotAssessableError
+    from nervemuscle.muscle.tissue import histogram_peaks
+
+    with pytest.raises(NotAssessableError):
+        histogram_peaks(np.random.default_rng(1).normal(1000, 30, 100_000))
+
+
+def test_whole_bodies_give_a_separate_body_to_its_majority_muscle():
+    from nervemuscle.muscle.segment import whole_bodies
+
+    tissue = np.zeros((20, 10, 3), bool)
+    tissue[1:8, 1:9, :] = True            # body A: 7 x 8 x 3 voxels
+    tissue[11:19, 1:9, :] = True          # body B
+    labels = np.zeros(tissue.shape, np.uint8)
+    labels[1:6, 1:9, :] = DELTOID_L       # 5/7 of A took the deltoid -> A wholly deltoid
+    labels[11:14, 1:9, :] = SUPRA_R       # 3/8 of B -> B left as it was
+    out = whole_bodies(labels, tissue, [DELTOID_L, SUPRA_R])
+    assert (out[1:8, 1:9] == DELTOID_L).all()
+    assert (out[11:14, 1:9] == SUPRA_R).all() and (out[14:19, 1:9] == 0).all()

@@ -73,11 +73,12 @@ class Fusion:
 
 
 def coarse_grid(volume: Volume, mm: float = GRID_MM) -> Volume:
-    """``volume`` block-averaged to voxels of about ``mm`` (each axis reduced by an integer factor)."""
+    """``volume`` block-averaged to voxels of about ``mm`` (each axis reduced by an integer factor; the last
+    block of an axis is completed by repeating the edge, so the coarse grid covers the whole image)."""
     factors = [max(1, int(round(mm / s))) for s in volume.spacing]
     data = volume.data.astype(np.float32)
-    shape = [n // f * f for n, f in zip(data.shape, factors)]
-    data = data[: shape[0], : shape[1], : shape[2]]
+    shape = [-(-n // f) * f for n, f in zip(data.shape, factors)]      # whole image, edge-padded
+    data = np.pad(data, [(0, s - n) for s, n in zip(shape, data.shape)], mode="edge")
     reduced = data.reshape(shape[0] // factors[0], factors[0], shape[1] // factors[1], factors[1],
                            shape[2] // factors[2], factors[2]).mean(axis=(1, 3, 5))
     affine = volume.affine.copy()
