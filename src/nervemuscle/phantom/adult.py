@@ -341,8 +341,12 @@ def shoulder_geometry(body: AdultBody, vert: dict[str, Vertebra]) -> dict:
     return g
 
 
-def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: dict, k: dict) -> list:
-    """Graded muscles of one side, ``[(name, solid), ...]``; ``k[name]`` scales cross-sections (atrophy)."""
+def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: dict, k: dict, deep: dict) -> list:
+    """Graded muscles of one side, ``[(name, solid), ...]``; ``k[name]`` scales cross-sections (atrophy).
+
+    ``deep["trunk"]`` and ``deep["limb"]`` (this side's shoulder cap and arm) are the regions under the
+    subcutaneous fat; the muscles that reach the surface are kept inside them.
+    """
     m = SIGN[side]
     s, mb = body.size, body.muscle
     sx, sy = g["sx"], g["sy"]
@@ -365,7 +369,8 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
                     [X(95 * g["w"]), sy - 52 * s, hh[2] + 42], [X(hx - 15), hh[1] - 8, hh[2] + 34]],
                    np.array([14, 22, 22, 12.0]) * s * r["trapezius"], np.array([7, 9, 8, 5.0]) * s * r["trapezius"],
                    up=(0.0, 0.0, 1.0), step=1.0)
-    out.append(("trapezius", Group([layer(7.0 * s * r["trapezius"] ** 2, th, (-260 * s, vert["C5"].center[2])), upper])))
+    out.append(("trapezius", Group([layer(7.0 * s * r["trapezius"] ** 2, th, (-260 * s, vert["C5"].center[2])),
+                                    Within(upper, deep["trunk"])])))
     # pectoralis major: anterior chest layer below the clavicle plus the axillary fold to the humerus
     tp = (14.0, 88.0) if m > 0 else (92.0, 166.0)
     fold = _sweep([[X(70 * s), sy + 88 * s, hh[2] - 50], [X(115 * g["w"]), sy + 70 * s, hh[2] - 40],
@@ -373,7 +378,7 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
                   np.array([40, 34, 14.0]) * s * r["pectoralis_major"], np.array([9, 10, 6.0]) * s * r["pectoralis_major"],
                   up=(0.0, 0.0, 1.0), step=1.0)
     out.append(("pectoralis_major", Group([layer(14.0 * s * r["pectoralis_major"] ** 2, tp, (hh[2] - 150 * s, hh[2] - 14)),
-                                           fold])))
+                                           Within(fold, Group([deep["trunk"], deep["limb"]]))])))
     # scalenes: transverse-process tubercles to the first rib
     ant = [[X(vert["C4"].canal_w / 2 + 14), vert["C4"].center[1] + 3, vert["C4"].center[2]],
            [X(vert["C6"].canal_w / 2 + 15), vert["C6"].center[1] + 4, vert["C6"].center[2]],
@@ -393,11 +398,11 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
          [X(hx + 8), hh[1] - 2, hh[2] + 22]],
         np.array([13, 20, 16, 7.0]) * s * r["supraspinatus"], np.array([11, 17, 13, 5.0]) * s * r["supraspinatus"],
         up=(0.0, 0.0, 1.0), step=1.0)))
-    out.append(("infraspinatus", _sweep(
+    out.append(("infraspinatus", Within(_sweep(
         [[X(med_x + 6), med_y + 2, hh[2] - 55], [X(hx - 60), hh[1] - 42, hh[2] - 40], [X(hx - 22), hh[1] - 32, hh[2] - 12],
          [X(hx + 4), hh[1] - 22, hh[2] + 2]],
         np.array([56, 58, 34, 10.0]) * s * r["infraspinatus"], np.array([13, 15, 12, 5.0]) * s * r["infraspinatus"],
-        up=(0.0, 0.0, 1.0), step=1.0)))
+        up=(0.0, 0.0, 1.0), step=1.0), deep["trunk"])))
     out.append(("subscapularis", _sweep(
         [[X(med_x + 10), med_y + 16, hh[2] - 55], [X(hx - 62), hh[1] - 14, hh[2] - 40], [X(hx - 30), hh[1] + 10, hh[2] - 14],
          [X(hx - 12), hh[1] + 20, hh[2] - 4]],
@@ -411,7 +416,7 @@ def _muscle_solids(side: str, g: dict, body: AdultBody, trunk: StarBody, vert: d
                    up=(1.0, 0.0, 0.0), step=1.0)
     inner = _sweep(axis, [18, 28, 25, 20.0], [20, 30, 27, 22.0], up=(1.0, 0.0, 0.0), step=1.0)
     cut = [(np.array([-m, 0.0, 0.0]), -(m * sx + hx - 30.0))]     # keep the lateral part
-    out.append(("deltoid", Cut(Minus(outer, [inner]), cut)))
+    out.append(("deltoid", Within(Cut(Minus(outer, [inner]), cut), deep["limb"])))
     return out
 
 
@@ -496,19 +501,19 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
         hh = g["head"][side]
         reach = 58.0 * s * body.muscle + body.fat_mm * 0.9
         top = 38.0 * s * body.muscle + body.fat_mm * 0.6
-        cap = Superquadric(hh + [m * 6, 2, -10], [reach + 2, reach + 4, top + 10], np.eye(3), 2.0, 2.2)
+        cap = Superquadric(hh + [m * 6, 2, -10], [reach + 2, reach + 4, top + 10])
         limbs[side] = (Cut(cap, [(np.array([0.0, 0.0, 1.0]), zh + 20.0 * s)]),     # the trunk covers the top
                        _sweep([hh + [m * 6, 2, -10], hh + [m * 4, 4, -90], hh + [m * 2, 4, -300 * s]],
                               [reach - 2, reach - 12, reach - 16], [reach, reach - 8, reach - 14], up=(1.0, 0.0, 0.0), step=1.0))
     add((T["skin"], Group([trunk, *[p for pair in limbs.values() for p in pair]])))
     add((T["subcutaneous_fat"], Group([trunk.peeled(1.6), *[p.grown(-1.6) for pair in limbs.values() for p in pair]])))
-    deep = Group([trunk.peeled(lambda th: fat(th) + 1.6), *[p.grown(-1.6 - 0.9 * body.fat_mm) for pair in limbs.values() for p in pair]])
+    deep_trunk = trunk.peeled(lambda th: fat(th) + 1.6)
+    deep = Group([deep_trunk, *[p.grown(-1.6 - 0.9 * body.fat_mm) for pair in limbs.values() for p in pair]])
     add((T["intermuscular_fat"], deep))
     # chest wall and mediastinum, then the lungs with their apices above the first ribs
     t1 = vert["T1"].center[2]
     # thorax: a dome whose top reaches the first ribs near the spine and falls off laterally
-    add((T["soft_tissue"], Superquadric([sx, sy + 14.0 * s, t1 - 165.0 * s], [132.0 * s * body.width, 80.0 * s, 165.0 * s],
-                                        np.eye(3), 2.6, 2.2)))
+    add((T["soft_tissue"], Superquadric([sx, sy + 14.0 * s, t1 - 165.0 * s], [136.0 * s * body.width, 82.0 * s, 168.0 * s])))
     for side in SIDES:
         m = SIGN[side]
         apex = np.array([sx + m * 48 * s * body.width, sy + 4 * s, t1 + 14 * s])
@@ -540,9 +545,9 @@ def build_adult_anatomy(body: AdultBody, root_csa: dict, root_lesions: dict, mus
     # graded muscles (atrophy leaves fat where the normal muscle was)
     for side in SIDES:
         scale = {n: muscle_scale.get((n, side), 1.0) for n in MUSCLES}
-        normal = {n: Within(v, deep) for n, v in _muscle_solids(side, g, body, trunk, vert, {})}
-        for name, solid in _muscle_solids(side, g, body, trunk, vert, scale):
-            solid = Within(solid, deep)         # muscles stay under the subcutaneous fat
+        containers = {"trunk": deep_trunk, "limb": Group([p.grown(-1.6 - 0.9 * body.fat_mm) for p in limbs[side]])}
+        normal = dict(_muscle_solids(side, g, body, trunk, vert, {}, containers))
+        for name, solid in _muscle_solids(side, g, body, trunk, vert, scale, containers):
             if scale[name] < 1.0:
                 add((T["intermuscular_fat"], normal[name]))
             add((muscle_label(name, side), solid))

@@ -87,9 +87,11 @@ class Superquadric:
         return self.center - half, self.center + half
 
     def inside(self, x, y, z):
-        d = (x - self.center[0], y - self.center[1], z - self.center[2])
-        u, v, w = (sum(self.axes[k, i] * d[i] for i in range(3)) for k in range(3))
+        d = (x - np.float32(self.center[0]), y - np.float32(self.center[1]), z - np.float32(self.center[2]))
         a, b, c = self.semi
+        if self.p == 2.0 and self.q == 2.0 and np.array_equal(self.axes, np.eye(3)):   # separable: 1-D terms
+            return (d[0] / np.float32(a)) ** 2 + (d[1] / np.float32(b)) ** 2 + (d[2] / np.float32(c)) ** 2 <= 1.0
+        u, v, w = (sum(np.float32(self.axes[k, i]) * d[i] for i in range(3) if self.axes[k, i] != 0.0) for k in range(3))
         if self.p == 2.0 and self.q == 2.0:
             return (u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2 <= 1.0
         uv = (np.abs(u / a) ** self.p + np.abs(v / b) ** self.p) ** (self.q / self.p)
@@ -219,14 +221,16 @@ class SweptOval:
         step = self._step
         sel = self._sel
         chunk = max(2, int(round(CHUNK_MM / step)))
-        for j0 in range(0, len(sel), chunk):
-            idx = sel[j0 : j0 + chunk + 1]
-            pts = self.curve[idx]
-            ext = self._extent[idx]
-            lo, hi = (pts - ext).min(axis=0), (pts + ext).max(axis=0)
-            sl = [slice(*np.searchsorted(a, [l, h])) for a, l, h in zip(axes, lo, hi)]
-            if any(q.stop <= q.start for q in sl):
+        pieces = [sel[j0 : j0 + chunk + 1] for j0 in range(0, len(sel), chunk)]
+        lows = np.array([(self.curve[i] - self._extent[i]).min(axis=0) for i in pieces])
+        highs = np.array([(self.curve[i] + self._extent[i]).max(axis=0) for i in pieces])
+        lo_i = np.column_stack([np.searchsorted(a, lows[:, d]) for d, a in enumerate(axes)])
+        hi_i = np.column_stack([np.searchsorted(a, highs[:, d]) for d, a in enumerate(axes)])
+        for idx, i0, i1 in zip(pieces, lo_i, hi_i):
+            if np.any(i1 <= i0):
                 continue
+            sl = [slice(int(a), int(b)) for a, b in zip(i0, i1)]
+            pts = self.curve[idx]
             mid = idx[len(idx) // 2]
             tm, nm, bm = t[mid], n[mid], b[mid]
             X = axes[0][sl[0]][:, None, None].astype(np.float32) - np.float32(pts[0][0])
@@ -254,7 +258,7 @@ class SweptOval:
 
 
 #: Length (mm) of the centerline pieces a :class:`SweptOval` is evaluated by (each in its own small box).
-CHUNK_MM = 4.0
+CHUNK_MM = 6.0
 
 
 @dataclass
@@ -312,12 +316,18 @@ class StarBody:
 
     @cached_property
     def bbox(self):
-        zs = np.linspace(self.knots[0], self.knots[-1], 4 * len(self.knots))
-        r = max(float(self.radius(_STAR_THETA, zz).max()) for zz in zs)
         z0, z1 = self.knots[0], self.knots[-1]
         if self.z_range is not None:
             z0, z1 = max(z0, self.z_range[0]), min(z1, self.z_range[1])
-        return np.array([self.cx - r, self.cy - r, z0]), np.array([self.cx + r, self.cy + r, z1])
+        zs = np.concatenate([[z0, z1], self.knots[(self.knots > z0) & (self.knots < z1)]])
+        th = _STAR_THETA
+        if self.theta_range is not None:    # a sector: the wedge from the axis to its part of the outline
+            lo, hi = np.deg2rad(self.theta_range)
+            th = th[np.mod(th - lo, 2 * np.pi) <= np.mod(hi - lo, 2 * np.pi)]
+        r = np.max([self.radius(th, zz) for zz in zs], axis=0) + 0.5
+        xs = np.append(self.cx + r * np.cos(th), self.cx)
+        ys = np.append(self.cy + r * np.sin(th), self.cy)
+        return np.array([xs.min(), ys.min(), z0]), np.array([xs.max(), ys.max(), z1])
 
     def inside(self, x, y, z):
         shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
@@ -326,10 +336,15 @@ class StarBody:
         rho = np.hypot(dx, dy)
         k = np.rint((theta + np.pi) / (2 * np.pi) * STAR_ANGLES).astype(np.int64) % STAR_ANGLES
         out = np.zeros(shape, bool)
-        for j, zz in enumerate(z.ravel()):
-            if self.z_range is not None and not (self.z_range[0] <= zz <= self.z_range[1]):
+        zs = z.ravel()
+        keep = np.ones(len(zs), bool) if self.z_range is None else (zs >= self.z_range[0]) & (zs <= self.z_range[1])
+        rho32 = rho.astype(np.float32)
+        for j0 in range(0, len(zs), 8):
+            js = [j for j in range(j0, min(j0 + 8, len(zs))) if keep[j]]
+            if not js:
                 continue
-            out[:, :, j] = rho <= self._table(float(zz))[k]
+            tables = np.stack([self._table(float(zs[j])) for j in js]).astype(np.float32)    # (n, angles)
+            out[:, :, js] = (rho32[None] <= tables[:, k]).transpose(1, 2, 0)
         return out
 
 
@@ -384,7 +399,9 @@ class Minus:
     def inside(self, x, y, z):
         out = self.solid.inside(x, y, z)
         for h in self.holes:
-            out &= ~_eval(h, x, y, z)
+            sl, ok = _mask_in_box(h, x, y, z)
+            if ok:
+                out[sl] &= ~h.inside(x[sl[0], :, :], y[:, sl[1], :], z[:, :, sl[2]])
         return out
 
 
@@ -400,7 +417,14 @@ class Within:
         return self.solid.bbox
 
     def inside(self, x, y, z):
-        return self.solid.inside(x, y, z) & _eval(self.container, x, y, z)
+        out = self.solid.inside(x, y, z)
+        keep = np.zeros(out.shape, bool)
+        sl, ok = _mask_in_box(self.container, x, y, z)
+        if ok:
+            sub = out[sl]
+            if sub.any():
+                keep[sl] = self.container.inside(x[sl[0], :, :], y[:, sl[1], :], z[:, :, sl[2]])
+        return out & keep
 
 
 @dataclass
@@ -417,5 +441,7 @@ class Group:
     def inside(self, x, y, z):
         out = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), bool)
         for p in self.parts:
-            out |= _eval(p, x, y, z)
+            sl, ok = _mask_in_box(p, x, y, z)
+            if ok:
+                out[sl] |= p.inside(x[sl[0], :, :], y[:, sl[1], :], z[:, :, sl[2]])
         return out
