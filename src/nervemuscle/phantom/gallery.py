@@ -196,6 +196,26 @@ def render_family_gallery(out_dir: str | Path, external: list[Path] | tuple = ()
     fig.savefig(out_dir / "phantom_families_coronal.png", dpi=70)
     plt.close(fig)
     paths.append(out_dir / "phantom_families_coronal.png")
+
+    # adult artefacts: T2 fat-sat as acquired beside its noise-free image (no shading, ghosts or noise)
+    s = make_subject("normal", 1, anatomy="adult")
+    t2, _ = acquire(s, "t2fs_axial")
+    clean, _ = acquire(s, "t2fs_axial", noise_free=True)
+    fx = s.anatomy.effects
+    ks = [int(np.clip(round(t2.world_to_voxel(np.array([[0.0, 0.0, zz]]))[0, 2]), 0, t2.shape[2] - 1))
+          for zz in (fx.junction_z, s.anatomy.landmarks["vertebrae"]["C6"][2])]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    vmax = float(np.percentile(t2.data, 99.5))
+    for r, k in enumerate(ks):
+        for c, (vol, title) in enumerate(((t2, "T2 fat-sat as acquired"), (clean, "noise-free (tissue only)"))):
+            axes[r, c].imshow(vol.data[:, :, k].T, cmap="gray", vmin=0, vmax=vmax, interpolation="bilinear")
+            where = "neck-chest junction" if r == 0 else "C6"
+            axes[r, c].set_title(f"adult normal seed 1, {title}, {where} (slice {k + 1})", fontsize=8)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    fig.savefig(out_dir / "phantom_adult_artefacts.png", dpi=70)
+    plt.close(fig)
+    paths.append(out_dir / "phantom_adult_artefacts.png")
     return paths
 
 
