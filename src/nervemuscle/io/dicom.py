@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -178,8 +179,8 @@ def _value(ds: pydicom.Dataset, keyword: str):
     if isinstance(elem, pydicom.dataelem.RawDataElement) and elem.value is not None:
         if elem.VR in ("DS", "IS", "CS"):
             return elem.value
-        if elem.VR == "UI":
-            return elem.value.rstrip(b"\x00 ").decode("ascii")
+        if elem.VR == "UI":  # a UID is ASCII digits and dots; anything else is kept visible, not fatal
+            return elem.value.rstrip(b"\x00 ").decode("ascii", "replace")
         if elem.VR == "US" and len(elem.value) == 2:
             return int.from_bytes(elem.value, "little" if elem.is_little_endian else "big")
     return ds[tag].value
@@ -578,9 +579,18 @@ def _enhanced_attributes(ds: pydicom.Dataset, frame: Frame) -> dict:
     return out
 
 
+def text_of(ds: pydicom.Dataset, name: str) -> str:
+    """An informational attribute as text; ``""`` when absent or damaged (pydicom converts it on first access)."""
+    try:
+        value = ds.get(name)
+    except MALFORMED_VALUE_ERRORS:
+        return ""
+    return "" if value is None else str(value)
+
+
 def patient_of(ds: pydicom.Dataset) -> dict:
-    """Patient and study identifiers of a dataset (strings; absent ones left out)."""
-    return {name: str(ds.get(name)) for name in _PATIENT_ATTRIBUTES if ds.get(name) not in (None, "")}
+    """Patient and study identifiers of a dataset (strings; absent or damaged ones left out)."""
+    return {name: text for name in _PATIENT_ATTRIBUTES if (text := text_of(ds, name))}
 
 
 def read_dicom_files(paths: list[Path], workers: int = 4) -> tuple[list[tuple[Path, pydicom.Dataset]], int, list[str]]:
@@ -601,11 +611,11 @@ def read_dicom_files(paths: list[Path], workers: int = 4) -> tuple[list[tuple[Pa
         if ds is None:
             n_not_dicom += 1
             continue
-        sop = str(ds.file_meta.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID", ""))
-        if sop in (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE) or (not sop and ds.get("Modality") == "MR"):
+        sop = text_of(ds.file_meta, "MediaStorageSOPClassUID") or text_of(ds, "SOPClassUID")
+        if sop in (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE) or (not sop and text_of(ds, "Modality") == "MR"):
             headers.append((path, ds))
         else:
-            label = f"{ds.get('Modality', '?')} {pydicom.uid.UID(sop).name if sop else 'unknown SOP class'}"
+            label = f"{text_of(ds, 'Modality') or '?'} {pydicom.uid.UID(sop).name if sop else 'unknown SOP class'}"
             skipped_other[label] = skipped_other.get(label, 0) + 1
     warnings = [f"skipped {n} non-MR-image DICOM file(s): {label}" for label, n in sorted(skipped_other.items())]
     if n_not_dicom:
@@ -613,14 +623,25 @@ def read_dicom_files(paths: list[Path], workers: int = 4) -> tuple[list[tuple[Pa
     return headers, n_not_dicom + sum(skipped_other.values()), warnings
 
 
+#: What pydicom raises when it converts a damaged element's value on first access (it parses lazily).
+MALFORMED_VALUE_ERRORS = (ValueError, TypeError, NotImplementedError, KeyError, IndexError, OverflowError,
+                          struct.error, EOFError)
+
+
 def group_series(headers: list[tuple[Path, pydicom.Dataset]]) -> list[SeriesFrames]:
-    """Frames grouped by SeriesInstanceUID and split into uniform groups."""
+    """Frames grouped by SeriesInstanceUID and split into uniform groups.
+
+    Raises
+    ------
+    BadInputError
+        A file whose geometry cannot be read: missing or malformed attributes (see :func:`frames_of`).
+    """
     by_uid: dict[str, list[Frame]] = {}
     for path, ds in headers:
         try:
             frames = frames_of(path, ds)
-        except ValueError as exc:
-            raise BadInputError(f"malformed geometry attribute ({exc})", path) from None
-        uid = str(_value(ds, "SeriesInstanceUID") or f"no-uid-{ds.get('SeriesNumber', 0)}")
+            uid = str(_value(ds, "SeriesInstanceUID") or f"no-uid-{_value(ds, 'SeriesNumber') or 0}")
+        except MALFORMED_VALUE_ERRORS as exc:
+            raise BadInputError(f"malformed geometry attribute ({exc.__class__.__name__}: {exc})", path) from None
         by_uid.setdefault(uid, []).extend(frames)
     return [g for uid, frames in by_uid.items() for g in _split_groups(uid, frames)]

@@ -90,7 +90,7 @@ def load_exam(path, role_overrides: dict[int, str] | None = None) -> Exam:
             s.role, s.role_reason = overrides[key], f"set by the user (automatic: {s.role}: {s.role_reason})"
     series.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
     patient = dicom.patient_of(headers[0][1]) if headers else {}
-    patient_ids = {str(ds.get("PatientID", "")) for _, ds in headers}
+    patient_ids = {dicom.text_of(ds, "PatientID") for _, ds in headers}
     if len(patient_ids) > 1:
         warnings.append(f"files of {len(patient_ids)} different PatientIDs; the patient block shows the first")
     return Exam(path=root, series=series, n_ignored_files=n_ignored, warnings=warnings, patient=patient)
@@ -107,18 +107,23 @@ def _dicom_series(headers) -> list[Series]:
     sorted_groups = [(g, *dicom.sort_and_check(g)) for g in groups]
     out = []
     for group, frames, step, warnings in sorted_groups:
-        volume = dicom.build_volume(frames, step)
-        attributes = dicom.series_attributes(frames)
-        ds = frames[0].header
-        description = str(ds.get("SeriesDescription", "") or "")
-        role, reason = classify_series(attributes, description)
-        notes = [*warnings, *([f"{group.split_note} (sub-series of {ds.get('SeriesInstanceUID')})"]
-                              if group.split_note else [])]
+        try:
+            volume = dicom.build_volume(frames, step)
+            attributes = dicom.series_attributes(frames)
+            ds = frames[0].header
+            description = str(ds.get("SeriesDescription", "") or "")
+            role, reason = classify_series(attributes, description)
+            notes = [*warnings, *([f"{group.split_note} (sub-series of {ds.get('SeriesInstanceUID')})"]
+                                  if group.split_note else [])]
+            number = ds.get("SeriesNumber")
+            number = int(number) if number not in (None, "") else None
+        except dicom.MALFORMED_VALUE_ERRORS as exc:  # a damaged attribute (pydicom converts on first access)
+            raise BadInputError(f"malformed DICOM attribute ({exc.__class__.__name__}: {exc})",
+                                frames[0].path) from None
         volume.metadata.update(attributes=attributes, source="dicom")
-        number = ds.get("SeriesNumber")
-        out.append(Series(uid=group.uid, number=int(number) if number not in (None, "") else None,
-                          description=description, volume=volume, role=role, role_reason=reason,
-                          n_files=len({f.path for f in frames}), attributes=attributes, warnings=notes))
+        out.append(Series(uid=group.uid, number=number, description=description, volume=volume, role=role,
+                          role_reason=reason, n_files=len({f.path for f in frames}), attributes=attributes,
+                          warnings=notes))
     return out
 
 
