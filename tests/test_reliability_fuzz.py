@@ -15,16 +15,21 @@ import resource
 import shutil
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pydicom
-import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+import tempfile
 
-from nervemuscle.cli import main
-from io_fixtures import write_series
-from test_reliability_catalogue import snapshot
+# hypothesis keeps a cache folder; tests write only to temp folders
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="nm-hypothesis-"))
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pydicom  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nervemuscle.cli import main  # noqa: E402
+from io_fixtures import write_series  # noqa: E402
+from test_reliability_catalogue import snapshot  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NERVEMUSCLE_FUZZ_EXAMPLES", "100"))
 #: Voxel limit during fuzzing (the real one is 2**27): memory must stay bounded by it whatever the header says.
