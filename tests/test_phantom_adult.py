@@ -172,3 +172,14 @@ def test_atrophy_and_edema_apply_to_the_adult_family():
         assert m["volume_loss"] == pytest.approx(drawn, abs=0.02)
         assert m["atrophy_grade"] >= 1
     assert truth["summary"]["muscle_atrophy"]
+
+
+def test_adult_subjects_are_deterministic_and_vary_with_the_seed():
+    from nervemuscle.phantom.acquisition import render_labels
+
+    axes = (np.arange(-220.0, 220.0, 4.0), np.arange(-150.0, 150.0, 4.0), np.arange(-120.0, 120.0, 6.0))
+    a = render_labels(make_subject("als", 11, anatomy="adult").anatomy.structures, *axes)
+    b = render_labels(make_subject("als", 11, anatomy="adult").anatomy.structures, *axes)
+    c = render_labels(make_subject("als", 12, anatomy="adult").anatomy.structures, *axes)
+    assert np.array_equal(a, b)
+    assert (a != c).mean() > 0.05
