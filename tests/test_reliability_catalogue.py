@@ -266,7 +266,7 @@ def _(t):
     return _ingest(str(exam(t, slope=0.0, intercept=5.0)), str(t.parent / "o"))
 
 
-@case("PixelSpacing with 3 values", BAD, "malformed geometry attribute (expected 2 values, got 3)")
+@case("PixelSpacing with 3 values", BAD, "malformed geometry attribute (ValueError: expected 2 values, got 3)")
 def _(t):
     return _ingest(str(exam(t, header={"PixelSpacing": [0.8, 0.7, 0.1]})), str(t.parent / "o"))
 

@@ -195,6 +195,11 @@ def atomic_output_dir(out_dir: str | Path, *, error: str = "cannot create the ou
             if exc.errno in OUTPUT_ERRNOS:
                 raise OutputError(f"{error} ({exc.strerror or exc})", out_dir) from None
             raise
+        except OutputError as exc:  # name the file where it was to go, not its temp folder
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.path is not None and exc.path.is_relative_to(tmp):
+                raise OutputError(exc.message, out_dir / exc.path.relative_to(tmp)) from None
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
