@@ -88,7 +88,7 @@ def test_fifo_in_a_batch_does_not_hang(tmp_path):
     result = run(["analyze-batch", str(tmp_path / "root"), "-o", str(tmp_path / "out"), "--workers", "1"],
                  timeout=240)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out" / "e1" / "findings.json").is_file() and (tmp_path / "out" / "e2" / "findings.json").is_file()
+    assert all((tmp_path / "out" / e / "findings.json").is_file() for e in ("e1", "e2"))
 
 
 def run_as_nobody(args: list[str], err_file: Path) -> int:

@@ -36,7 +36,8 @@ EXAMPLES = int(os.environ.get("NERVEMUSCLE_FUZZ_EXAMPLES", "100"))
 FUZZ_MAX_VOXELS = 2**22
 #: Peak resident memory allowed for the whole fuzz run (interpreter and libraries included).
 MAX_RSS_MB = 1500
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=os.environ.get("NERVEMUSCLE_FUZZ_RANDOM") is None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                derandomize=os.environ.get("NERVEMUSCLE_FUZZ_RANDOM") is None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 RUNS = {"dicom": 0, "nifti": 0}
 

@@ -243,8 +243,8 @@ def write_failures(out: Path, failures: list[dict[str, str]]) -> Path:
 
 def write_worker_deaths(out: Path, records: list[dict[str, Any]]) -> Path | None:
     """``out/worker_deaths.csv`` (exam, worker_deaths, status) of this run's exams whose worker died at least
-    once (Dask ran them again, see :func:`map_exams`); a warning line per exam on stderr. Nothing is written when none died (an earlier
-    run's file is removed, so the file always describes the latest run)."""
+    once (Dask ran them again, see :func:`map_exams`); a warning line per exam on stderr. Nothing is written
+    when none died (an earlier run's file is removed, so the file always describes the latest run)."""
     died = sorted((r for r in records if r.get("worker_deaths")), key=lambda r: r["exam"])
     path = out / "worker_deaths.csv"
     if not died:
@@ -328,8 +328,8 @@ def analyze_batch(root: str | Path, out: str | Path, *, workers: int | None = No
         Folder of exams (see the module docstring for the discovery rule).
     out : path
         Output folder (neither the root, nor containing it, nor inside an exam's input folder; it may lie
-        elsewhere inside the root, where discovery skips it): one sub-folder per exam, ``failures.csv``, ``findings.parquet``, ``nerves.parquet``,
-        ``muscles.parquet``.
+        elsewhere inside the root, where discovery skips it): one sub-folder per exam, ``failures.csv``,
+        ``findings.parquet``, ``nerves.parquet``, ``muscles.parquet``.
     workers : int, optional
         Worker processes of the local cluster (1 thread each); default: CPU count.
     scheduler : str, optional

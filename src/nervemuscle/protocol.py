@@ -1,8 +1,8 @@
 """The grading protocol: one YAML file of scales, reference values and thresholds.
 
 An override file may change only keys of the default protocol, with values of the same kind; grade thresholds
-(``*_thresholds``) must be finite and strictly ascending, ranges (``*_range``, ``*_mm`` pairs) ascending, and every number positive. A
-misspelt key or thresholds out of order would otherwise be silently ignored or grade every exam wrongly.
+(``*_thresholds``) and ranges must be finite and strictly ascending, and every number positive. A misspelt key
+or thresholds out of order would otherwise be silently ignored or grade every exam wrongly.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ _REFORMAT_TOKENS = {"MIP", "MPR", "PROJECTION IMAGE", "REFORMATTED", "SUBTRACTIO
 _DIFFUSION_IMAGE_TOKENS = {"DIFFUSION", "ADC", "TRACEW", "TRACE", "FA", "EADC"}
 
 # Word patterns are matched against the description with '_' and '-' turned into spaces.
-_FATSAT_RE = re.compile(r"\bfs\b|\bt[12] ?fs\b|fat ?sat|\bstir\b|\bspair\b|\bspir\b|\bwe\b|water ?excit|\btirm\b|\bfatsup\b"
+_FATSAT_RE = re.compile(r"\bfs\b|\bt[12] ?fs\b|fat ?sat|\bstir\b|\bspair\b|\bspir\b|\bwe\b|water ?excit|\btirm\b"
+                        r"|\bfatsup\b"
                         r"|chem ?sat|\bproset\b", re.I)
 _LOCALIZER_RE = re.compile(r"locali[sz]er|\bpilot\b|\bscout\b|\bsurvey\b|3 ?plane|\baahead|\bloc\b", re.I)
 _STIR_RE = re.compile(r"\bstir\b|\btirm|\bir ?[ft]se\b|fast ?ir\b", re.I)

@@ -169,9 +169,9 @@ def read_nifti(path: Path) -> tuple[Volume, list[str]]:
         if data.size and (data.min() < np.iinfo(np.int32).min or data.max() > np.iinfo(np.int32).max):
             raise BadInputError(f"{data.dtype} values outside the int32 range", path)
         data = data.astype(np.int32)
-    elif data.dtype.kind == "f" or data.dtype.kind == "c":
-        if data.dtype.kind == "c":
-            raise BadInputError(f"complex voxel values ({header.get_data_dtype()}) are not supported", path)
+    elif data.dtype.kind == "c":
+        raise BadInputError(f"complex voxel values ({header.get_data_dtype()}) are not supported", path)
+    elif data.dtype.kind == "f":
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if bad:
             raise BadInputError(f"{bad} voxel(s) are NaN or infinite", path)

@@ -49,7 +49,8 @@ def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
     by the viewer stay in the original units). Same voxel order and affine (qform and sform). The header is
     made new, keeping only geometry and units: free text (``descrip``, ``aux_file``, ``db_name``,
     ``intent_name``, ``data_type``), intent parameters, calibration range and extensions are dropped, as readers
-    must not learn the diagnosis from any header field or a DICOM extension. No gzip: Niivue would inflate it in JavaScript, which costs more than moving the raw bytes.
+    must not learn the diagnosis from any header field or a DICOM extension. No gzip: Niivue would inflate it
+    in JavaScript, which costs more than moving the raw bytes.
     """
     path = Path(path)
     target = _cached(path, Path(cache_dir), "display")
