@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ from test_reader_support import PASSWORD, running_server, seed_study
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+#: Screenshots go to a temporary folder; set NERVEMUSCLE_DOCS_IMG=docs/img to refresh the documentation's.
+DOCS_IMG_ENV = "NERVEMUSCLE_DOCS_IMG"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed")]
@@ -45,24 +48,38 @@ def browser_login(page, base, username):
     page.wait_for_load_state("networkidle")
 
 
+def wait_until(page, expression: str, timeout: float = 30000) -> None:
+    """Poll ``expression`` until truthy. Playwright's ``wait_for_function`` compiles its predicate in the page,
+    which the reader's Content-Security-Policy (no 'unsafe-eval') forbids; ``evaluate`` runs it over the
+    DevTools protocol instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.1)
+
+
 def test_read_an_exam_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
     app = create_app(ReaderSettings(db_url=f"sqlite:///{tmp_path / 'reader.db'}", data_root=tmp_path / "data"))
     # 144 voxels > display.PREVIEW_MAX_SIZE: each pane shows a 72x96x24 preview first, then the full image.
     sid = seed_study(app, tmp_path / "data", ["reader1"], n_exams=2, shape=(144, 96, 24))
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    docs_img = Path(os.environ.get(DOCS_IMG_ENV) or tmp_path / "img")
+    docs_img.mkdir(parents=True, exist_ok=True)
     with running_server(app) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 900})
+        csp_violations = []
+        page.on("console", lambda msg: csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None)
         page.goto(f"{base}/login")
-        page.screenshot(path=str(DOCS_IMG / "reader_login.png"))
+        page.screenshot(path=str(docs_img / "reader_login.png"))
         browser_login(page, base, "reader1")
         assert page.url.endswith("/worklist")
         page.wait_for_selector("#worklist tbody a")
-        page.screenshot(path=str(DOCS_IMG / "reader_worklist.png"))
+        page.screenshot(path=str(docs_img / "reader_worklist.png"))
         page.click("#worklist tbody tr:first-child a")
-        page.wait_for_function("window.nmTiming && window.nmTiming.fullDrawn !== null", timeout=60000)
+        wait_until(page, "window.nmTiming && window.nmTiming.fullDrawn !== null", timeout=60000)
         assert page.evaluate("window.nmTiming.fullDrawn > window.nmTiming.firstDrawn")
         assert page.evaluate("window.nmViewers.map(nv => Array.from(nv.volumes[0].dims.slice(1, 4)))") == [[144, 96, 24]] * 2
         page.select_option("#slice-type", "axial")
@@ -75,7 +92,7 @@ def test_read_an_exam_in_chromium(tmp_path):
             before[canvas] = coloured_fraction(png)  # the crosshair only
         assert page.locator("#overlay-select option").all_inner_texts() == ["none", "segmentation"]
         page.select_option("#overlay-select", label="segmentation")  # the label map is added when chosen
-        page.wait_for_function("window.nmTiming.overlay !== null", timeout=60000)
+        wait_until(page, "window.nmTiming.overlay !== null", timeout=60000)
         for canvas in ("#gl0", "#gl1"):
             assert coloured_fraction(page.locator(canvas).screenshot()) > before[canvas] + 0.02, canvas
         page.select_option("#overlay-select", label="none")
@@ -89,23 +106,24 @@ def test_read_an_exam_in_chromium(tmp_path):
         page.select_option("select[name='deltoid_right|muscle_atrophy']", "1")
         page.select_option("select[name='overall|impression']", "3")
         page.fill("#comment", "thick left C5")
-        page.wait_for_function("document.querySelector('#save-status').textContent.startsWith('saved')")
-        page.screenshot(path=str(DOCS_IMG / "reader_viewer.png"))
+        wait_until(page, "document.querySelector('#save-status').textContent.startsWith('saved')")
+        page.screenshot(path=str(docs_img / "reader_viewer.png"))
         page.on("dialog", lambda d: d.accept())
         page.click("#submit-read")
-        page.wait_for_function("document.querySelector('#save-status').textContent.includes('locked')")
+        wait_until(page, "document.querySelector('#save-status').textContent.includes('locked')")
         assert page.locator("select[name='C5_left|nerve_t2']").is_disabled()
 
         admin = browser.new_page(viewport={"width": 1300, "height": 900})
         browser_login(admin, base, "admin")
         admin.wait_for_selector("#exams tbody tr")
-        admin.screenshot(path=str(DOCS_IMG / "reader_admin.png"), full_page=True)
+        admin.screenshot(path=str(docs_img / "reader_admin.png"), full_page=True)
         admin.goto(f"{base}/admin/sessions/{sid}")
-        admin.screenshot(path=str(DOCS_IMG / "reader_session.png"), full_page=True)
+        admin.screenshot(path=str(docs_img / "reader_session.png"), full_page=True)
         with admin.expect_download() as download:
             admin.click("text=CSV")
         rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
         browser.close()
+    assert not csp_violations, csp_violations  # the reader's own pages and Niivue run under its CSP
     got = {(r["item"], r["scale"]): r["grade"] for r in rows}
     assert got == {("C5_left", "nerve_t2"): "2", ("deltoid_right", "muscle_atrophy"): "1",
                    ("overall", "impression"): "3"}
