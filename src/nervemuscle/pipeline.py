@@ -330,8 +330,10 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
         na_items = {n["item"] for n in analysis.findings["not_assessable"]}
         na_muscles = frozenset(muscle_label(m, s) for m in MUSCLES for s in SIDES
                                if f"{m.replace('_', ' ')} {s}" in na_items)
+        vertebrae = analysis.findings.get("nerve_reference", {}).get("vertebral_levels", {}).get("bodies_z_mm")
         qc = write_qc(tmp / "qc", t1=t1, muscle_labels=analysis.muscle_labels, fluid=fluid,
-                      nerve_labels=analysis.nerve_labels, muscles_not_assessable=na_muscles)
+                      nerve_labels=analysis.nerve_labels, muscles_not_assessable=na_muscles,
+                      vertebral_levels=vertebrae)
         written.update({f"qc_{p.stem}": f"qc/{p.name}" for p in qc})
         _step(on_step, "report")
         key = key_images(tmp / "key_images.png", analysis.findings, t1=t1, fluid=fluid,

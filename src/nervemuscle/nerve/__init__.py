@@ -1,8 +1,9 @@
 """Nerve analysis: find roots C5-T1 on both sides, measure CSA and T2 signal, grade.
 
 Steps (:func:`analyze_nerves`): spinal canal centre line on the fluid image; a RAS-aligned 1.5 mm working
-grid around the canal; multi-scale Hessian tubularity there; root exits beside the canal, named C5..T1 on a
-regular ladder of levels one vertebral height apart (a level missed on one side is searched again at its
+grid around the canal; multi-scale Hessian tubularity there; root exits beside the canal on a regular ladder
+of levels one vertebral height apart, named by the foramen each rung belongs to when the vertebrae are counted
+(:mod:`nervemuscle.nerve.vertebrae`), else C5..T1 from the top (a level missed on one side is searched again at its
 predicted height; an exit far off the usual foramen depth is searched again at that depth); each root
 tracked from its exit inferolaterally; then CSA and signal measured on planes perpendicular to the
 centerline over the extraforaminal segment ``protocol.nerve.measure_from_foramen_mm``, only where no other
@@ -30,6 +31,7 @@ from nervemuscle.nerve.reference import choose_reference, reference_candidates
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
 from nervemuscle.nerve.tracking import arc_length, minimal_path, resample_polyline, track
+from nervemuscle.nerve.vertebrae import count_vertebrae, ladder_at_foramina, root_foramen_heights
 from nervemuscle.volume import Volume
 
 __all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
@@ -257,6 +259,10 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     exits = {side: find_exit_peaks(response, work, canal, side, min_signal=ROOT_MIN_SIGNAL * local_muscle)
              for side in SIDES}
     heights = level_heights(exits)
+    vertebrae = count_vertebrae(fluid, canal)
+    foramina = root_foramen_heights(vertebrae)
+    if foramina is not None:  # vertebrae counted: each root at the ladder rung of its own foramen
+        heights = ladder_at_foramina(heights, foramina)
     named = name_levels(exits, heights)
     found = [c["response"] for c in named.values()]
     for segment, z in zip(ROOTS, heights):  # a level found on one side only, or predicted from its neighbours
@@ -268,7 +274,7 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
                     named[f"{segment}_{side}"] = {**near, "predicted": True}
     named = align_exit_depths(named, response, work, canal, min_signal=local_muscle)
     beyond = levels_beyond(exits, heights)
-    unnamed = None if not beyond else (
+    unnamed = None if not beyond or foramina is not None else (
         "root levels cannot be named: root exits at more than five consecutive levels (another at z = "
         + ", ".join(f"{z:.0f}" for z in beyond) + " mm) and no vertebra counted; a landmarks file names them")
     positive = response.data[response.data > 0]
@@ -352,11 +358,16 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
         "level_heights_mm": [round(float(z), 2) for z in heights],
         "levels_beyond_mm": [round(z, 2) for z in beyond],
         "foramen_lateral_mm": FORAMEN_LATERAL_MM,
+        "vertebrae": {"anchor": vertebrae["anchor"], "note": vertebrae["reason"], "bodies_z_mm": vertebrae["bodies"],
+                      "discs_z_mm": vertebrae["discs"], "unnamed_discs_z_mm": vertebrae["discs_z_mm"]},
     }
     reference = {"muscle_reference": round(float(local_muscle), 4), "muscle_reference_used": reference_choice["used"],
                  "muscle_reference_method": MUSCLE_REFERENCE_METHODS[reference_choice["used"]],
                  "muscle_reference_candidates": reference_choice["candidates"],
                  "muscle_reference_tolerance": reference_choice["tolerance"],
                  "t2_assessable": reference_choice["assessable"], "t2_reference_note": reference_choice["reason"],
-                 "normal_nerve_ratio": round(normal_ratio, 4), "normal_nerve_method": normal_method}
+                 "normal_nerve_ratio": round(normal_ratio, 4), "normal_nerve_method": normal_method,
+                 "vertebral_levels": {"anchor": vertebrae["anchor"], "note": vertebrae["reason"],
+                                      "bodies_z_mm": vertebrae["bodies"], "discs_z_mm": vertebrae["discs"],
+                                      "roots_named_by": "vertebrae" if foramina is not None else "root-exit ladder"}}
     return NerveAnalysis(roots, not_assessable, labels, found_landmarks, reference)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from nervemuscle.anatomy import label_names
@@ -147,12 +148,13 @@ def axial_mosaic(image: Volume, labels: Volume, path: str | Path, *, title: str,
 
 
 def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, slab_margin_mm: float = 10.0,
-                crop_margin_mm: float = 25.0, width: int = 640) -> Path:
+                crop_margin_mm: float = 25.0, width: int = 640, levels: dict[str, float] | None = None) -> Path:
     """Coronal maximum-intensity projection of ``image`` over the slab that holds the labels, labels outlined.
 
     The slab spans the labels' antero-posterior extent plus ``slab_margin_mm`` (a thick-slab MIP of the
     plexus, so that CSF and vessels outside it do not hide the roots); the view is cropped to the labels
-    plus ``crop_margin_mm``.
+    plus ``crop_margin_mm``. ``levels`` (vertebra name -> body height z, world mm) are written at the
+    panel's right edge at their heights.
     """
     img = canonical(image)
     lab = canonical(resample_labels(labels, image))
@@ -165,15 +167,40 @@ def coronal_mip(image: Volume, labels: Volume, path: str | Path, *, title: str, 
     if h > 1.5 * width:  # very tall slabs: limit the height, keep the aspect
         width = int(width * 1.5 * width / h)
     panel = overlay_panel(mip, lab_mip, display_window(mip), pixel_mm, width, alpha=0.3)
+    if levels:
+        ks = np.arange(sk.start, sk.stop)[::-1]  # displayed rows, superior first
+        row_z = img.voxel_to_world(np.stack([np.zeros_like(ks), np.zeros_like(ks), ks], axis=1))[:, 2]
+        panel = vertebra_labels(panel, row_z, levels)
     figure = raster.grid([panel], [""], 1, title=title, legend=legend_items(np.unique(lab.data[lab.data > 0])))
     return raster.save_png(figure, path)
 
 
+def vertebra_labels(panel: np.ndarray, row_z: np.ndarray, levels: dict[str, float]) -> np.ndarray:
+    """``panel`` (h, w, 3 uint8) with each vertebra's name and a tick at its height on the right edge.
+
+    ``row_z`` holds the world height of each displayed image row (superior first); levels outside them are
+    left out.
+    """
+    image = Image.fromarray(panel)
+    draw = ImageDraw.Draw(image)
+    h, w = panel.shape[:2]
+    lo, hi = float(min(row_z[0], row_z[-1])), float(max(row_z[0], row_z[-1]))
+    for name, z in levels.items():
+        if not lo <= z <= hi:
+            continue
+        y = (np.interp(z, row_z[::-1], np.arange(len(row_z))[::-1]) + 0.5) * h / len(row_z)
+        draw.line([(w - 12, y), (w - 2, y)], fill=raster.YELLOW, width=2)
+        draw.text((w - 14, y), name, fill=raster.YELLOW, font=raster.font(12), anchor="rm")
+    return np.asarray(image)
+
+
 def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | None,
              fluid: Volume | None, nerve_labels: Volume | None,
-             muscles_not_assessable: frozenset[int] = frozenset()) -> list[Path]:
+             muscles_not_assessable: frozenset[int] = frozenset(),
+             vertebral_levels: dict[str, float] | None = None) -> list[Path]:
     """All QC overlays of one exam into ``out_dir``: muscle labels on T1 (those in ``muscles_not_assessable``
-    marked so in the legend), root labels on the fluid series.
+    marked so in the legend), root labels on the fluid series (with the counted vertebrae,
+    ``vertebral_levels`` name -> body height z, on the coronal MIP).
 
     Returns the PNG paths written (a segmentation that does not exist is skipped).
     """
@@ -188,5 +215,6 @@ def write_qc(out_dir: str | Path, *, t1: Volume | None, muscle_labels: Volume | 
         written.append(axial_mosaic(fluid, nerve_labels, out_dir / "nerves_axial.png", crop_margin_mm=20.0,
                                     title="Root segmentation on the fluid-sensitive series (axial, cropped)"))
         written.append(coronal_mip(fluid, nerve_labels, out_dir / "nerves_coronal_mip.png",
-                                   title="Roots: coronal thick-slab MIP of the fluid-sensitive series"))
+                                   title="Roots: coronal thick-slab MIP of the fluid-sensitive series",
+                                   levels=vertebral_levels))
     return written
