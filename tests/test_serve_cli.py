@@ -99,6 +99,11 @@ def test_serve_answers_behind_the_login_and_stops_cleanly(server):
     # uvicorn finishes its graceful shutdown, then re-raises the signal so the exit status reports it; with
     # workers, its supervisor stops them and exits 0
     assert proc.wait(timeout=15) == (-signal.SIGTERM if workers == 1 else 0)
+    # the workers end with their supervisor (they are also sent SIGTERM when it dies, PR_SET_PDEATHSIG); allow
+    # them a moment to finish exiting
+    deadline = time.monotonic() + 5.0
+    while any(running(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(running(c) for c in children)
     out, err = proc.communicate()
     assert f"nervemuscle reader on {base}" in out and db in out
