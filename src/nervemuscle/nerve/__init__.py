@@ -31,7 +31,8 @@ from nervemuscle.nerve.reference import choose_reference, reference_candidates
 from nervemuscle.nerve.rasterize import rasterize_tubes
 from nervemuscle.nerve.sampling import resample_to_ras_grid, world_box
 from nervemuscle.nerve.tracking import arc_length, minimal_path, resample_polyline, track
-from nervemuscle.nerve.vertebrae import count_vertebrae, ladder_at_foramina, root_foramen_heights
+from nervemuscle.nerve.vertebrae import (count_vertebrae, exits_match_foramina, ladder_at_foramina,
+                                         root_foramen_heights)
 from nervemuscle.volume import Volume
 
 __all__ = ["NerveAnalysis", "analyze_nerves", "load_landmarks"]
@@ -262,7 +263,14 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     vertebrae = count_vertebrae(fluid, canal)
     foramina = root_foramen_heights(vertebrae)
     if foramina is not None:  # vertebrae counted: each root at the ladder rung of its own foramen
-        heights = ladder_at_foramina(heights, foramina)
+        rungs = ladder_at_foramina(heights, foramina)
+        agree, disagreement = exits_match_foramina(rungs, foramina)
+        if agree:
+            heights = rungs
+        else:
+            foramina = None
+            vertebrae = {**vertebrae, "anchor": None, "bodies": {}, "discs": {},
+                         "reason": vertebrae["reason"] + "; " + disagreement}
     named = name_levels(exits, heights)
     found = [c["response"] for c in named.values()]
     for segment, z in zip(ROOTS, heights):  # a level found on one side only, or predicted from its neighbours

@@ -9,17 +9,19 @@ and T1, T1 between T1 and T2).
   vertebral height apart; the bodies lie between consecutive discs.
 * C2 from above: the C2 body with the dens rising from it is much taller than any vertebra below (about
   20 mm of body plus 15 mm of dens against 14-16 mm), with no disc above it. When the column above the most
-  cranial disc holds no further disc over more than :data:`TALL_BODY_FACTOR` times the median body height,
-  that body is C2.
+  cranial disc holds no disc, not even a faint one, over more than :data:`TALL_BODY_FACTOR` times the median
+  disc spacing, that body is C2 (the dens must be in the field of view).
 * T1 from below: T1 is the first vertebra with ribs; the first ribs leave its transverse processes and
   ring the lung apex (pleural cupula), which reaches the neck of the first rib behind. On any sequence the
   bone and the air within that ring give no signal, so beside the vertebra (lateral
   :data:`INLET_LATERAL_MM`, in front of the canal :data:`INLET_AP_MM`) the fraction of signal voids jumps
   from near zero at C7 to a large part of the box at T1 on both sides. The most cranial body where both
-  sides reach :data:`INLET_VOID_FRACTION` is T1 when the body above it is clear.
+  sides reach :data:`INLET_VOID_FRACTION` is T1 when the body above it is clear. Only bodies between two
+  found discs, or cut by the end of the series, are judged (a longer stretch without a disc is not counted).
 
-When neither anchor is found the levels are returned unnamed: roots are then not named by counting
-(:func:`root_foramen_heights` returns None) and never guessed.
+When neither anchor is found, or the two disagree, the levels are returned unnamed: roots are then not named
+by counting (:func:`root_foramen_heights` returns None) and never guessed. The analysis also drops the count
+when the root exits are out of phase with the counted foramina (:func:`exits_match_foramina`).
 """
 from __future__ import annotations
 
@@ -47,8 +49,13 @@ PROFILE_SIGMA_MM = 1.5
 DISC_SPACING_MM = (13.0, 28.0)
 #: A disc peak must stand out of the profile by this fraction of the profile's range.
 DISC_PROMINENCE = 0.15
-#: A cranial segment taller than this factor times the median body-to-body spacing is C2 with the dens.
-TALL_BODY_FACTOR = 1.25
+#: A cranial column taller than this factor times the median disc spacing is C2 with the dens (about 20 mm of
+#: body and 15 mm of dens against 16-21 mm spacing): the dens must be in the field of view.
+TALL_BODY_FACTOR = 1.6
+#: Root exits lie at their foramen, at the level of the disc (a few mm below it as the roots run
+#: inferolaterally); a ladder of exits out of phase with the discs by more than this fraction of the disc
+#: spacing means the profile's peaks are not discs (or the exits are not roots) and nothing is named.
+MAX_EXIT_PHASE = 0.3
 #: Thoracic-inlet box beside the vertebra: lateral mm from the canal axis, anterior mm from the canal centre.
 INLET_LATERAL_MM = (40.0, 75.0)
 INLET_AP_MM = (0.0, 40.0)
@@ -207,13 +214,14 @@ def count_vertebrae(image: Volume, canal: dict, *, discs_bright: bool = True) ->
         notes.append(f"C2: {z[-1] - discs[0]:.0f} mm without a disc above the most cranial disc "
                      f"(body with dens; other levels {spacing:.0f} mm)")
     # T1 from below: the most cranial body with first ribs / lung apex beside it on both sides; a body cut by
-    # the field of view counts from its visible part (at least PARTIAL_BODY_MM of it)
+    # the field of view counts from its visible part (at least PARTIAL_BODY_MM of it, and the series ending
+    # within one disc spacing: a longer stretch without a disc is not a body that can be counted)
     index = list(range(len(bodies)))
     heights = list(bodies)
-    if z[-1] - discs[0] >= PARTIAL_BODY_MM:
+    if PARTIAL_BODY_MM <= z[-1] - discs[0] <= DISC_SPACING_MM[1]:
         index.insert(0, -1)
         heights.insert(0, 0.5 * (discs[0] + min(z[-1], discs[0] + spacing)))
-    if discs[-1] - z[0] >= PARTIAL_BODY_MM:
+    if PARTIAL_BODY_MM <= discs[-1] - z[0] <= DISC_SPACING_MM[1]:
         index.append(len(bodies))
         heights.append(0.5 * (discs[-1] + max(z[0], discs[-1] - spacing)))
     void = inlet_void_fraction(image, canal, np.array(heights), float(np.median(profile)))
@@ -286,3 +294,18 @@ def ladder_at_foramina(heights: np.ndarray, foramina: np.ndarray) -> np.ndarray:
     d = (heights[0] - heights[-1]) / (len(heights) - 1)
     rungs = heights[0] - d * np.arange(-len(ROOTS), 2 * len(ROOTS))
     return np.array([rungs[np.argmin(np.abs(rungs - f))] for f in foramina])
+
+
+def exits_match_foramina(heights: np.ndarray, foramina: np.ndarray) -> tuple[bool, str]:
+    """Whether the root-exit ladder is in phase with the counted foramina.
+
+    ``heights``: rungs chosen by :func:`ladder_at_foramina`; ``foramina``: :func:`root_foramen_heights`.
+    Returns ``(True, "")`` when the median offset is within :data:`MAX_EXIT_PHASE` of the foramen spacing,
+    else ``(False, reason)``.
+    """
+    spacing = float(np.median(np.abs(np.diff(foramina)))) if len(foramina) >= 2 else 0.0
+    offset = float(np.median(np.asarray(heights) - np.asarray(foramina)))
+    if spacing > 0 and abs(offset) <= MAX_EXIT_PHASE * spacing:
+        return True, ""
+    return False, (f"root exits lie {offset:+.0f} mm from the counted foramina (spacing {spacing:.0f} mm): "
+                   "vertebrae and roots disagree, levels not named by counting")
