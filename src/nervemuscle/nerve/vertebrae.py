@@ -259,19 +259,17 @@ def count_vertebrae(image: Volume, canal: dict, *, discs_bright: bool = True) ->
 def root_foramen_heights(levels: dict) -> np.ndarray | None:
     """Heights (mm) of the foramina of C5..T1 from named discs (:func:`count_vertebrae`), or None.
 
-    A foramen lies at the height of its disc; a disc outside the series is extrapolated one median
-    spacing beyond the named discs. None when the levels are not named.
+    A foramen lies at the height of its disc; a disc outside the series is extrapolated along the
+    straight line fitted to the named discs (height against disc index). None when fewer than two discs
+    are named.
     """
     discs = levels.get("discs", {})
-    if not discs:
-        return None
     names = [f"{a}/{b}" for a, b in zip(VERTEBRA_NAMES[:-1], VERTEBRA_NAMES[1:])]
     index = np.array([names.index(n) for n in discs])
     z = np.array(list(discs.values()))
-    if len(z) >= 2:
-        slope, intercept = np.polyfit(index, z, 1)
-    else:
+    if len(z) < 2:
         return None
+    slope, intercept = np.polyfit(index, z, 1)
     out = []
     for root in ROOTS:
         name = "/".join(ROOT_FORAMEN[root])
