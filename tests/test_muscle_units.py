@@ -138,6 +138,7 @@ def test_fat_grade_only_when_the_uncertainty_stays_in_one_band():
     assert fat_grade(0.04, 0.02, thr) == 0
     assert fat_grade(0.09, 0.02, thr) is None
     assert fat_grade(0.30, 0.03, thr) == 2
+    assert fat_grade(0.24, 0.02, thr) == 1     # straddles 0.25: fatty for certain, the lower grade
     assert fat_grade(0.30, None, thr) == 2 and fat_grade(None, 0.02, thr) is None
 
 

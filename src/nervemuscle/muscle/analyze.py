@@ -314,8 +314,8 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
             not_assessable.append({"item": f"{label} atrophy", "reason": a.reason})
         if graded["fat_grade"] is None and item["fat_fraction"] is not None:
             not_assessable.append({"item": f"{label} fat", "reason": (
-                f"fat fraction {item['fat_fraction']:.2f} +- {item['fat_fraction_sd'] or 0:.2f} straddles a "
-                f"fat-grade threshold {protocol['muscle']['fat_thresholds']}")})
+                f"fat fraction {item['fat_fraction']:.2f} +- {item['fat_fraction_sd'] or 0:.2f} straddles the "
+                f"first fat-grade threshold {protocol['muscle']['fat_thresholds'][0]}")})
         muscles.append(graded)
 
     reference = {

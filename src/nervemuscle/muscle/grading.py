@@ -171,11 +171,18 @@ def volume_losses(volumes: dict[tuple[str, str], float | None],
 
 
 def fat_grade(fat_fraction: float | None, sd: float | None, fat_thresholds: list[float]) -> int | None:
-    """Fat grade, or ``None`` when ``fat_fraction +- sd`` (its standard uncertainty) straddles a threshold."""
+    """Fat grade of ``fat_fraction`` given its standard uncertainty ``sd``.
+
+    When ``fat_fraction +- sd`` stays in one grade band, that grade. When it straddles a higher threshold
+    but its lower end is still fatty, the lower grade (fatty infiltration is certain, its degree is not).
+    When it straddles the first threshold, ``None``: whether the muscle is fatty at all is uncertain.
+    """
     if fat_fraction is None:
         return None
     low, high = grade(fat_fraction - (sd or 0.0), fat_thresholds), grade(fat_fraction + (sd or 0.0), fat_thresholds)
-    return low if low == high else None
+    if low == high:
+        return low
+    return low if low >= 1 else None
 
 
 def grade_muscle(item: dict[str, Any], muscle_protocol: dict[str, Any]) -> dict[str, Any]:
