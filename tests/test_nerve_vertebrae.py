@@ -64,12 +64,14 @@ def test_levels_field_of_view_from_c5(top_c5):
     assert "C4" not in levels["bodies"]
 
 
-def test_roots_named_by_counting_when_fov_starts_at_c2(top_c2):
+def test_roots_named_right_when_fov_starts_at_c2(top_c2):
     subject, image = top_c2
     result = analyze_nerves(image, default_protocol())
     truth = exam_truth(subject, ["t1_axial", "t2fs_axial"])["nerves"]
-    assert result.reference["vertebral_levels"]["roots_named_by"] == "vertebrae"
-    # every exit is named by its own foramen (C4 and C3 roots in view do not shift the names)
+    # the vertebrae are counted; with five root levels in view the ladder names the roots and the count agrees
+    levels = result.reference["vertebral_levels"]
+    assert levels["anchor"] == "T1" and levels["roots_named_by"] == "root-exit ladder"
+    # every exit is named by its own foramen
     first_point = {f"{n['segment']}_{n['side']}": n["centerline_mm"][0][2] for n in truth if n.get("centerline_mm")}
     assert len(result.landmarks["foramina"]) >= 8
     for key, point in result.landmarks["foramina"].items():

@@ -261,7 +261,14 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
              for side in SIDES}
     heights = level_heights(exits)
     vertebrae = count_vertebrae(fluid, canal)
-    foramina = root_foramen_heights(vertebrae)
+    # The count names the roots only where the ladder cannot (root exits at more than five levels): on a 2D
+    # classic-family exam at SNR 12 the count anchored one body off and misnamed every root that the
+    # five-rung ladder names right, so an unambiguous ladder is kept and the count only recorded.
+    ladder_ambiguous = bool(levels_beyond(exits, heights))
+    foramina = root_foramen_heights(vertebrae) if ladder_ambiguous else None
+    if vertebrae["anchor"] is not None and not ladder_ambiguous:
+        vertebrae = {**vertebrae, "reason": vertebrae["reason"] + "; not used to name the roots: the root exits "
+                     "form an unambiguous five-level ladder"}
     if foramina is not None:  # vertebrae counted: each root at the ladder rung of its own foramen
         rungs = ladder_at_foramina(heights, foramina)
         agree, disagreement = exits_match_foramina(rungs, foramina)
