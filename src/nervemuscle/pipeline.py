@@ -330,7 +330,9 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
         na_items = {n["item"] for n in analysis.findings["not_assessable"]}
         na_muscles = frozenset(muscle_label(m, s) for m in MUSCLES for s in SIDES
                                if f"{m.replace('_', ' ')} {s}" in na_items)
-        vertebrae = analysis.findings.get("nerve_reference", {}).get("vertebral_levels", {}).get("bodies_z_mm")
+        counted = analysis.findings.get("nerve_reference", {}).get("vertebral_levels", {})
+        # vertebra labels on the QC image only where the count named the roots (else it was not relied on)
+        vertebrae = counted.get("bodies_z_mm") if counted.get("roots_named_by") == "vertebrae" else None
         qc = write_qc(tmp / "qc", t1=t1, muscle_labels=analysis.muscle_labels, fluid=fluid,
                       nerve_labels=analysis.nerve_labels, muscles_not_assessable=na_muscles,
                       vertebral_levels=vertebrae)
