@@ -94,3 +94,26 @@ def test_muscles_outside_the_field_of_view_are_not_assessable(cohort):
     assert all(entry["reason"] for entry in result.not_assessable)
     assessed = {(m["name"], m["side"]) for m in result.muscles}
     assert ("deltoid", "left") not in assessed and ("middle_scalene", "left") in assessed
+
+
+@pytest.mark.slow
+def test_atlas_fit_and_quality_gate_on_the_atlas_family_and_on_another(cohort):
+    """The classic family (the atlas's) fits >= 0.7 and grades against expected + contralateral volumes with every
+    muscle passing the gate; an adult-family exam (another anatomy) fits below 0.7, so atrophy is measured
+    against the contralateral muscle only and no item claims the expected-volume reference."""
+    from nervemuscle.muscle.analyze import MIN_ATLAS_FIT
+    from nervemuscle.muscle.grading import CONTRALATERAL
+    from nervemuscle.phantom import acquire, make_subject
+
+    for _, _, result, _ in cohort[1]:
+        assert result.reference["atlas_fit"] >= MIN_ATLAS_FIT
+        assert result.assessed_fraction == 1.0
+        assert all(m["segmentation_confidence"] > 0.75 for m in result.muscles)
+    subject = make_subject("normal", 7390, anatomy="adult")
+    t1, _ = acquire(subject, "t1_axial")
+    fluid, _ = acquire(subject, "t2fs_axial")
+    adult = analyze_muscles(t1, fluid, default_protocol())
+    assert adult.reference["atlas_fit"] < MIN_ATLAS_FIT
+    assert {m["atrophy_reference"] for m in adult.muscles} <= {CONTRALATERAL, None}
+    gated = [n for n in adult.not_assessable if "segmentation not reliable" in n["reason"]]
+    assert all(n["item"] not in {f"{m['name'].replace('_', ' ')} {m['side']}" for m in adult.muscles} for n in gated)
