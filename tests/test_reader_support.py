@@ -19,9 +19,9 @@ import pytest
 from nervemuscle.anatomy import MUSCLES, ROOTS, SIDES, muscle_label, root_label
 from nervemuscle.errors import BadInputError
 from nervemuscle.reader.db import WriteTurn
-from nervemuscle.reader.display import block_mean, display_copy, preview_copy, preview_factors, prune_cache
+from nervemuscle.reader.display import display_copy, preview_copy, preview_factors, prune_cache
 from nervemuscle.reader.exams import discover_exams, resolve_inside
-from nervemuscle.volume import Volume
+from nervemuscle.volume import Volume, block_mean
 
 PASSWORD = "correct horse battery"
 

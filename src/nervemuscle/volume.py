@@ -98,3 +98,20 @@ class Volume:
             raise BadInputError(f"expected a 3-D image, got shape {data.shape}", path)
         affine = img.get_best_affine() if hasattr(img, "get_best_affine") else img.affine
         return cls(data=data, affine=affine, metadata=dict(metadata or {}, source=str(path)))
+
+
+def block_mean(data: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Mean over ``factors``-sized blocks (float32); the far edges are padded by repeating the last voxel."""
+    padded_shape = [-(-n // f) * f for n, f in zip(data.shape, factors)]
+    padded = np.pad(data.astype(np.float32, copy=False), [(0, p - n) for p, n in zip(padded_shape, data.shape)],
+                    mode="edge")
+    blocks = padded.reshape(padded_shape[0] // factors[0], factors[0], padded_shape[1] // factors[1], factors[1],
+                            padded_shape[2] // factors[2], factors[2])
+    return blocks.mean(axis=(1, 3, 5))
+
+
+def block_affine(affine: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Affine of :func:`block_mean`'s output: voxel ``i`` is the centre of input voxels ``f i .. f i + f - 1``."""
+    scale = np.diag([*map(float, factors), 1.0])
+    scale[:3, 3] = [(f - 1) / 2 for f in factors]
+    return affine @ scale

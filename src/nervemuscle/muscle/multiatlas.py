@@ -39,7 +39,7 @@ from nervemuscle.anatomy import MUSCLES, SIDES, TISSUE_LABELS, muscle_label
 from nervemuscle.muscle.grid import resample_to
 from nervemuscle.muscle.segment import reassign_fragments, whole_bodies
 from nervemuscle.muscle.tissue import Tissues
-from nervemuscle.volume import Volume
+from nervemuscle.volume import Volume, block_affine, block_mean
 
 #: Edge of the coarse registration grid (mm).
 GRID_MM = 4.0
@@ -75,16 +75,8 @@ class Fusion:
 def coarse_grid(volume: Volume, mm: float = GRID_MM) -> Volume:
     """``volume`` block-averaged to voxels of about ``mm`` (each axis reduced by an integer factor; the last
     block of an axis is completed by repeating the edge, so the coarse grid covers the whole image)."""
-    factors = [max(1, int(round(mm / s))) for s in volume.spacing]
-    data = volume.data.astype(np.float32)
-    shape = [-(-n // f) * f for n, f in zip(data.shape, factors)]      # whole image, edge-padded
-    data = np.pad(data, [(0, s - n) for s, n in zip(shape, data.shape)], mode="edge")
-    reduced = data.reshape(shape[0] // factors[0], factors[0], shape[1] // factors[1], factors[1],
-                           shape[2] // factors[2], factors[2]).mean(axis=(1, 3, 5))
-    affine = volume.affine.copy()
-    affine[:3, :3] = volume.affine[:3, :3] * np.array(factors)
-    affine[:3, 3] = volume.affine[:3, :3] @ ((np.array(factors) - 1) / 2.0) + volume.affine[:3, 3]
-    return Volume(reduced, affine)
+    factors = tuple(max(1, int(round(mm / s))) for s in volume.spacing)
+    return Volume(block_mean(volume.data, factors), block_affine(volume.affine, factors))
 
 
 def _ants_image(data: np.ndarray, affine: np.ndarray):

@@ -16,6 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from nervemuscle.volume import block_affine, block_mean
+
 #: Largest preview size along any axis (voxels).
 PREVIEW_MAX_SIZE = 128
 #: Name prefix of a copy being written (cache names are hexadecimal hashes, so they never start with it).
@@ -77,23 +79,6 @@ def display_copy(path: str | Path, cache_dir: str | Path) -> Path:
 def preview_factors(shape: tuple[int, ...], max_size: int = PREVIEW_MAX_SIZE) -> tuple[int, int, int]:
     """Integer reduction per spatial axis that brings every axis to at most ``max_size`` voxels."""
     return tuple(max(1, math.ceil(n / max_size)) for n in shape[:3])
-
-
-def block_mean(data: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
-    """Mean over ``factors``-sized blocks (float32); the far edges are padded by repeating the last voxel."""
-    padded_shape = [math.ceil(n / f) * f for n, f in zip(data.shape, factors)]
-    padded = np.pad(data.astype(np.float32, copy=False), [(0, p - n) for p, n in zip(padded_shape, data.shape)],
-                    mode="edge")
-    blocks = padded.reshape(padded_shape[0] // factors[0], factors[0], padded_shape[1] // factors[1], factors[1],
-                            padded_shape[2] // factors[2], factors[2])
-    return blocks.mean(axis=(1, 3, 5))
-
-
-def block_affine(affine: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
-    """Affine of :func:`block_mean`'s output: voxel ``i`` is the centre of input voxels ``f i .. f i + f - 1``."""
-    scale = np.diag([*map(float, factors), 1.0])
-    scale[:3, 3] = [(f - 1) / 2 for f in factors]
-    return affine @ scale
 
 
 def preview_copy(path: str | Path, cache_dir: str | Path) -> Path:
