@@ -34,7 +34,8 @@ from nervemuscle.muscle.grading import assess_atrophy, grade_muscle
 from nervemuscle.muscle.grid import resample_to, world_points
 from nervemuscle.muscle.measure import (axial_csa_mm2, inplane_core, label_means, partial_volumes_ml,
                                         voxel_volume_mm3)
-from nervemuscle.muscle.segment import PERTURBATIONS, atlas_fit, fit_atlas, parcellate, volume_stability
+from nervemuscle.muscle.segment import (PERTURBATIONS, atlas_fit, fit_atlas, parcellate, registration_sample,
+                                       volume_stability)
 from nervemuscle.volume import Volume
 
 #: Corrected muscle signals within this factor of the lower quartile count as normal (T2 reference).
@@ -227,7 +228,8 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     """
     base, base_role = _base_image(t1, fluid, dixon)
     tissues = tissue.classify(base)
-    transform, fitted_atlas = fit_atlas(base, tissues)
+    sample = registration_sample(base, tissues)
+    transform, fitted_atlas = fit_atlas(base, tissues, sample=sample)
     if labels is not None:
         label_map, source = relabel(labels, label_names, base), "user label map"
     elif onnx_model is not None:
@@ -240,7 +242,7 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     fit = None
     if labels is None and onnx_model is None:
         stability = volume_stability(base, tissues, transform, fitted_atlas, label_map, codes)
-        fit = atlas_fit(base, tissues, transform, fitted_atlas)
+        fit = atlas_fit(sample, transform, fitted_atlas)
     uncertain_anatomy = fit is not None and fit < MIN_ATLAS_FIT
     ref_volumes = atlas.expected_volumes_ml(fitted_atlas, world_points(base), voxel_volume_mm3(base) / 1000.0,
                                             transform)

@@ -52,7 +52,7 @@ def tissue_classes(image: Volume, tissues: Tissues) -> np.ndarray:
     return cls
 
 
-def _registration_sample(image: Volume, tissues: Tissues) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def registration_sample(image: Volume, tissues: Tissues) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """World points and tissue classes of the voxels the registration compares (subsampled in-plane)."""
     cls = tissue_classes(image, tissues)
     st = REGISTRATION_STRIDE
@@ -62,23 +62,26 @@ def _registration_sample(image: Volume, tissues: Tissues) -> tuple[tuple[np.ndar
     return world_points(image, (idx[0] * st, idx[1] * st, idx[2])), sub[idx]
 
 
-def fit_atlas(image: Volume, tissues: Tissues, bank: tuple[atlas_mod.Atlas, ...] | None = None
+def fit_atlas(image: Volume, tissues: Tissues, bank: tuple[atlas_mod.Atlas, ...] | None = None, *,
+              sample: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
               ) -> tuple[atlas_mod.Transform, atlas_mod.Atlas]:
     """Register the atlas bank (default: the shipped one) to the exam (see
-    :func:`nervemuscle.muscle.atlas.register`)."""
-    points, classes = _registration_sample(image, tissues)
+    :func:`nervemuscle.muscle.atlas.register`); ``sample``: :func:`registration_sample`, when already made."""
+    points, classes = sample if sample is not None else registration_sample(image, tissues)
     x_mid = float(points[0][classes > 0].mean())
     return atlas_mod.register(points, classes, x_mid, bank)
 
 
-def atlas_fit(image: Volume, tissues: Tissues, transform: atlas_mod.Transform, atlas: atlas_mod.Atlas) -> float:
-    """Fraction of the exam's body voxels whose T1 tissue class (dark, muscle-like, fat) is the one the
-    registered atlas expects: how well the atlas's anatomy explains this exam (1 = perfectly).
+def atlas_fit(sample: tuple[tuple[np.ndarray, ...], np.ndarray], transform: atlas_mod.Transform,
+              atlas: atlas_mod.Atlas) -> float:
+    """Fraction of the exam's body voxels (``sample``, :func:`registration_sample`) whose T1 tissue class
+    (dark, muscle-like, fat) is the one the registered atlas expects: how well the atlas's anatomy explains
+    this exam (1 = perfectly).
 
     Exams of the anatomy the atlas was built from score about 0.85-0.9; exams of another anatomy (the
     external check exams) about 0.4 (docs/methods.md).
     """
-    points, classes = _registration_sample(image, tissues)
+    points, classes = sample
     expected = atlas_mod.lookup(atlas, "tissue", transform, points, fill=0)
     valid = (expected != 255) & (classes > 0)
     return float(np.mean(expected[valid] == classes[valid])) if valid.any() else 0.0
