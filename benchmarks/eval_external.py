@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from nervemuscle.anatomy import muscle_item
 from nervemuscle.grading import SEVERITY_NAMES
 from nervemuscle.nerve.evaluation import match_roots, truth_nerves_ras
 from nervemuscle.stats.agreement import confusion_table, weighted_kappa
@@ -69,7 +70,7 @@ def _muscle_status(findings: dict, name: str, side: str) -> tuple[str, dict | No
     if found is not None:
         return "found", found
     items = {n.get("item", "") for n in findings.get("not_assessable", [])}
-    if "muscles" in items or f"{name.replace('_', ' ')} {side}" in items:
+    if "muscles" in items or muscle_item(name, side) in items:
         return "not_assessable", None
     return "missing", None
 

@@ -48,6 +48,11 @@ def muscle_label(name: str, side: str) -> int:
     return 20 + 2 * MUSCLES.index(name) + SIDES.index(side)
 
 
+def muscle_item(name: str, side: str) -> str:
+    """How findings name a graded muscle in text, e.g. a ``not_assessable`` item: ``"pectoralis major left"``."""
+    return f"{name.replace('_', ' ')} {side}"
+
+
 def root_label(segment: str, side: str) -> int:
     """Label code of a root on one side."""
     return 40 + 2 * ROOTS.index(segment) + SIDES.index(side)

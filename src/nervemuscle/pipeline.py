@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nervemuscle.anatomy import MUSCLES, SIDES, muscle_label
+from nervemuscle.anatomy import MUSCLES, SIDES, muscle_item, muscle_label
 from nervemuscle.errors import BadInputError, NotAssessableError
 from nervemuscle.findings import build_findings, plain, validate_findings, write_findings
 from nervemuscle.outputs import atomic_output_dir, refuse_overlap
@@ -328,8 +328,7 @@ def write_outputs(analysis: ExamAnalysis, out_dir: str | Path, *, pdf: bool = Tr
                 written[f"labels_{name}"] = f"labels/{name}.nii.gz"
         _step(on_step, "qc")
         na_items = {n["item"] for n in analysis.findings["not_assessable"]}
-        na_muscles = frozenset(muscle_label(m, s) for m in MUSCLES for s in SIDES
-                               if f"{m.replace('_', ' ')} {s}" in na_items)
+        na_muscles = frozenset(muscle_label(m, s) for m in MUSCLES for s in SIDES if muscle_item(m, s) in na_items)
         counted = analysis.findings.get("nerve_reference", {}).get("vertebral_levels", {})
         # vertebra labels on the QC image only where the count named the roots (else it was not relied on)
         vertebrae = counted.get("bodies_z_mm") if counted.get("roots_named_by") == "vertebrae" else None

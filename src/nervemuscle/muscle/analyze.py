@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nervemuscle.anatomy import MUSCLES, SIDES, muscle_label
+from nervemuscle.anatomy import MUSCLES, SIDES, muscle_item, muscle_label
 from nervemuscle.errors import NotAssessableError
 from nervemuscle.muscle import atlas, tissue
 from nervemuscle.muscle.external import onnx_labels, relabel
@@ -289,7 +289,7 @@ def analyze_muscles(t1: Volume | None, fluid: Volume | None, protocol: dict, *,
     ff_sd = fat_fraction_sd(ff, found["ratios"], assessable, protocol) if not use_dixon else None
     muscles, not_assessable = [], []
     for m, s, c in _codes():
-        label = f"{m.replace('_', ' ')} {s}"
+        label = muscle_item(m, s)
         if not assessable[c]:
             if volumes[c] == 0:
                 why = "not found in the field of view"
