@@ -6,7 +6,7 @@ Usage: ``python -m benchmarks eval_muscle_methods [--families A B] [--n 4] [--se
 Methods (both on the same T1 tissue classes, :func:`nervemuscle.muscle.tissue.classify`):
 
 - ``single-atlas``: :func:`nervemuscle.muscle.segment.parcellate` after the 5-parameter atlas search; its atlas
-  and volume calibration were built from the default phantom family (``nervemuscle.muscle.atlas``);
+  and volume calibration were built from the classic phantom family (``nervemuscle.muscle.atlas``);
 - ``multi-atlas[F]``: :func:`nervemuscle.muscle.multiatlas.segment` with four atlases built from normal
   subjects of family ``F`` (:mod:`nervemuscle.phantom.muscle_atlases`), ANTs affine + SyN, majority vote.
 
@@ -18,7 +18,6 @@ muscles found (volume > 0 of the six scored), median absolute volume error of th
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
@@ -32,34 +31,16 @@ SCORED = ("deltoid", "pectoralis_major", "supraspinatus", "infraspinatus", "subs
 SEED0 = 7100
 
 
-def _families() -> list[str | None]:
-    from nervemuscle.phantom.subject import make_subject
-
-    if "anatomy" not in inspect.signature(make_subject).parameters:
-        return [None]
-    from nervemuscle.phantom import subject
-
-    names = getattr(subject, "ANATOMY_FAMILIES", None)
-    return list(names) if names else [None]
-
-
-def phantom_exam(family: str | None, phenotype: str, seed: int):
+def phantom_exam(family: str, phenotype: str, seed: int):
     """(T1 volume, T1 label map, {(muscle, side): true volume ml}) of one phantom exam."""
-    from nervemuscle.phantom import acquire
-    from nervemuscle.phantom.muscle_atlases import _subject
+    from nervemuscle.phantom import acquire, make_subject
     from nervemuscle.phantom.truth import exam_truth
 
-    subject = _subject(seed, family) if phenotype == "normal" else _phenotype_subject(phenotype, seed, family)
+    subject = make_subject(phenotype, seed, anatomy=family)
     t1, labels = acquire(subject, "t1_axial")
     truth = exam_truth(subject, ["t1_axial", "t2fs_axial"])
     volumes = {(m["name"], m["side"]): m["volume_ml"] for m in truth["muscles"] if m.get("in_fov", True)}
     return t1, labels, volumes
-
-
-def _phenotype_subject(phenotype: str, seed: int, family: str | None):
-    from nervemuscle.phantom.subject import make_subject
-
-    return make_subject(phenotype, seed) if family is None else make_subject(phenotype, seed, anatomy=family)
 
 
 def external_exam(exam_dir: Path):
@@ -122,22 +103,23 @@ def pooled(rows: list[dict], seconds: list[float]) -> dict:
             "seconds_per_exam": round(float(np.mean(seconds)), 2) if seconds else None}
 
 
-def run(families: list[str | None] | None = None, n: int = 4, seed0: int = SEED0, external: bool = True) -> dict:
+def run(families: list[str] | None = None, n: int = 4, seed0: int = SEED0, external: bool = True) -> dict:
     """Evaluate both methods on every exam set; multi-atlas once per atlas family (leave-family-out)."""
+    from nervemuscle.phantom import ANATOMY_FAMILIES
     from nervemuscle.phantom.muscle_atlases import build_atlases
 
-    families = families or _families()
+    families = families or list(ANATOMY_FAMILIES)
     sets: dict[str, list] = {}
     for family in families:
         specs = [("normal" if i % 2 == 0 else "als", seed0 + i) for i in range(n)]
-        sets[f"phantom:{family or 'default'}"] = [phantom_exam(family, ph, s) for ph, s in specs]
+        sets[f"phantom:{family}"] = [phantom_exam(family, ph, s) for ph, s in specs]
     if external:
         root = default_exams_dir()
         sets["external"] = [external_exam(p) for p in sorted(root.glob("ext-*")) if (p / "truth.json").exists()]
-    methods = {"single-atlas (built on default)": segment_single}
+    methods = {"single-atlas (built on classic)": segment_single}
     for family in families:
         atlases = build_atlases((family,))
-        methods[f"multi-atlas (built on {family or 'default'})"] = (lambda t1, a=atlases: segment_multi(t1, a))
+        methods[f"multi-atlas (built on {family})"] = (lambda t1, a=atlases: segment_multi(t1, a))
     results: dict[str, dict] = {}
     for method, segment in methods.items():
         for set_name, exams in sets.items():

@@ -11,34 +11,25 @@ other (leave-family-out).
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 
 from nervemuscle.muscle import tissue
 from nervemuscle.muscle.multiatlas import LabelledAtlas, save_atlases, to_atlas
 from nervemuscle.phantom.acquisition import acquire
-from nervemuscle.phantom.subject import make_subject
+from nervemuscle.phantom.subject import ANATOMY_FAMILIES, make_subject
 
 #: Seeds of the atlas subjects (normal phenotype); shared with the earlier canonical atlas's seeds.
 ATLAS_SEEDS = (1001, 1002, 1003, 1004)
 
 
-def _subject(seed: int, anatomy: str | None):
-    if anatomy is None:
-        return make_subject("normal", seed)
-    if "anatomy" not in inspect.signature(make_subject).parameters:
-        raise ValueError(f"this phantom has no anatomy families (asked for {anatomy!r})")
-    return make_subject("normal", seed, anatomy=anatomy)
-
-
-def build_atlases(families: tuple[str | None, ...] = (None,), seeds: tuple[int, ...] = ATLAS_SEEDS
+def build_atlases(families: tuple[str, ...] = ("classic",), seeds: tuple[int, ...] = ATLAS_SEEDS
                   ) -> list[LabelledAtlas]:
     """One atlas per (family, seed): noise-free T1 + labels of a normal subject on the coarse grid."""
     atlases = []
     for family in families:
         for seed in seeds:
-            image, labels = acquire(_subject(seed, family), "t1_axial", noise_free=True)
-            atlases.append(to_atlas(image, labels, tissue.classify(image), f"{family or 'default'}-{seed}"))
+            image, labels = acquire(make_subject("normal", seed, anatomy=family), "t1_axial", noise_free=True)
+            atlases.append(to_atlas(image, labels, tissue.classify(image), f"{family}-{seed}"))
     return atlases
 
 
@@ -46,11 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry: build and write an atlas file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--anatomy", nargs="+", default=[None], help="anatomy families (default: the default one)")
+    parser.add_argument("--anatomy", nargs="+", default=["classic"], choices=ANATOMY_FAMILIES,
+                        help="anatomy families (default: classic)")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(ATLAS_SEEDS))
     args = parser.parse_args(argv)
     atlases = build_atlases(tuple(args.anatomy), tuple(args.seeds))
-    save_atlases(atlases, args.out, {"families": [f or "default" for f in args.anatomy], "seeds": args.seeds,
+    save_atlases(atlases, args.out, {"families": args.anatomy, "seeds": args.seeds,
                                      "phenotype": "normal", "series": "t1_axial, noise-free",
                                      "atlases": [a.name for a in atlases]})
     print(f"{len(atlases)} atlases -> {args.out}")
