@@ -36,10 +36,6 @@ def _host_tag() -> str:
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def refuse_overlap(out_dir: str | Path, inputs: Iterable[str | Path | None], *, working_folder: bool = True) -> None:
     """Refuse an output folder that is, contains or lies inside one of ``inputs``, or contains the working folder.
 
