@@ -30,15 +30,6 @@ def _mask_in_box(shape, x, y, z) -> tuple[tuple[slice, ...], bool]:
     return sl, all(s.stop > s.start for s in sl)
 
 
-def _eval(shape, x, y, z) -> np.ndarray:
-    """``shape.inside`` on any open-mesh grid (False outside its bounding box)."""
-    out = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), bool)
-    sl, ok = _mask_in_box(shape, x, y, z)
-    if ok:
-        out[sl] = shape.inside(x[sl[0], :, :], y[:, sl[1], :], z[:, :, sl[2]])
-    return out
-
-
 def rotation(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
     """Rows = local axes (u, v, w) in world coordinates: rotations about z (yaw), then x (pitch), then y (roll),
     angles in degrees."""
