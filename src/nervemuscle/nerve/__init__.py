@@ -252,7 +252,9 @@ def analyze_nerves(fluid: Volume, protocol: dict, *, t1: Volume | None = None, l
     response = work.with_data(response_data)
     _blank_canal(response, canal)
     z_lo, z_hi = work.affine[2, 3], work.affine[2, 3] + WORK_STEP_MM * (work.shape[2] - 1)
-    reference_choice = choose_reference(reference_candidates(fluid, canal, (z_lo, z_hi), shoulder=muscle_reference))
+    # two normal muscles differ by less than the protocol's edema grade-1 ratio (reference.REFERENCE_TOLERANCE)
+    reference_choice = choose_reference(reference_candidates(fluid, canal, (z_lo, z_hi), shoulder=muscle_reference),
+                                        tolerance=float(protocol["muscle"]["edema_thresholds"][0]))
     if reference_choice["value"] is None:
         raise NotAssessableError("paraspinal region outside the field of view and no muscle reference given: "
                                  "no reference for root signal")

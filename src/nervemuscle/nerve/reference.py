@@ -24,9 +24,10 @@ from nervemuscle.volume import Volume
 PARASPINAL_LATERAL_MM = 45.0
 PARASPINAL_AP_MM = (-45.0, -12.0)
 #: Two estimates of normal muscle agree when their ratio is within this factor: the protocol's muscle edema
-#: grade-1 threshold (``muscle.edema_thresholds[0]`` = 1.3) is the smallest signal difference the protocol
-#: calls abnormal, so two normal muscles further apart than that cannot both be normal (or one estimate has
-#: measured another tissue).
+#: grade-1 threshold is the smallest signal difference the protocol calls abnormal, so two normal muscles
+#: further apart than that cannot both be normal (or one estimate has measured another tissue). This default
+#: is the default protocol's ``muscle.edema_thresholds[0]``; :func:`nervemuscle.nerve.analyze_nerves` passes
+#: the threshold of the protocol in force.
 REFERENCE_TOLERANCE = 1.3
 #: Voxels darker than this fraction of the box's 99th percentile are air or background, not tissue.
 AIR_FRACTION = 0.02
