@@ -96,8 +96,9 @@ def register_labels(atlas: LabelledAtlas, fixed: Volume, *, seed: int = 1) -> np
     moving = _ants_image(atlas.image, atlas.affine)
     with tempfile.TemporaryDirectory(prefix="nervemuscle-ants-") as tmp:
         reg = ants.registration(fixed_img, moving, type_of_transform="SyN", outprefix=str(Path(tmp) / "r"),
-                                syn_metric=SYN_METRIC, syn_sampling=SYN_SAMPLING, reg_iterations=SYN_ITERATIONS, aff_iterations=(500, 250, 100),
-                                aff_shrink_factors=(4, 2, 1), aff_smoothing_sigmas=(2, 1, 0),
+                                syn_metric=SYN_METRIC, syn_sampling=SYN_SAMPLING, reg_iterations=SYN_ITERATIONS,
+                                aff_iterations=(500, 250, 100), aff_shrink_factors=(4, 2, 1),
+                                aff_smoothing_sigmas=(2, 1, 0),
                                 random_seed=seed, verbose=False)
         warped = ants.apply_transforms(fixed_img, _ants_image(atlas.labels.astype(np.float32), atlas.affine),
                                        reg["fwdtransforms"], interpolator="genericLabel")
